@@ -1,0 +1,35 @@
+# The streaming fork of PyMC. `make test` is the one command to run; it builds what it needs.
+# The fork tool (tools/forktool) runs on the machine's python3 and uses only the standard
+# library; it creates .venv on Python >= 3.12 (override the interpreter with FORK_PYTHON=...).
+
+HOST_PYTHON ?= python3
+FORK = PYTHONPATH=$(CURDIR)/tools $(HOST_PYTHON) -m forktool --root $(CURDIR)
+# Extra pytest arguments for `make test`, e.g. `make test ARGS="-k minibatch -x"`.
+ARGS ?=
+# Restrict `make test` to suites: ours, pymc, pymc-extras (space separated).
+SUITES ?=
+
+.PHONY: build test check refresh wheels lint clean
+
+build:
+	$(FORK) build
+
+test:
+	$(FORK) test $(foreach s,$(SUITES),--suite $(s)) -- $(ARGS)
+
+check:
+	$(FORK) check
+
+refresh:
+	$(FORK) refresh
+
+wheels:
+	$(FORK) wheels
+
+lint: build
+	.venv/bin/python -m pip install --quiet --group lint
+	.venv/bin/python -m ruff check .
+	.venv/bin/python -m ruff format --check .
+
+clean:
+	rm -rf .fork/src .fork/reports .venv dist

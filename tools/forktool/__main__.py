@@ -1,0 +1,140 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Command line of the fork tool: ``python -m forktool {build,refresh,check,wheels,test}``."""
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import time
+
+from pathlib import Path
+
+from forktool import ForkError
+from forktool.environment import ensure_venv, find_python, install
+from forktool.layout import Layout
+from forktool.sdist import ensure_sdist, pristine_files, sha256_of
+from forktool.suites import SUITES, run_suites
+from forktool.wheels import build_wheels, verify_wheels
+from forktool.worktree import assemble, inspect, refresh
+
+
+def _say(message: str) -> None:
+    print(f"fork: {message}", flush=True)
+
+
+def build(layout: Layout) -> None:
+    """Download and verify, assemble the work trees, and install them into ``.venv``."""
+    started = time.monotonic()
+    python = ensure_venv(layout)
+    dists = layout.distributions()
+    for dist in dists:
+        ensure_sdist(dist, python)
+        if assemble(dist):
+            _say(f"assembled .fork/src/{dist.name} ({dist.name} {dist.version} + patches)")
+    if install(layout, dists):
+        _say("installed the fork into .venv")
+    _say(f"build is up to date ({time.monotonic() - started:.1f} s)")
+
+
+def check(layout: Layout) -> int:
+    """Patches apply to pristine sources; nothing unrecorded; no upstream file committed."""
+    problems = []
+    dists = layout.distributions()
+    upstream_hashes = {}
+    for dist in dists:
+        # Verifying needs the sdist, not the environment: use any supported Python to fetch it.
+        python = layout.venv_python if layout.venv_python.exists() else find_python()
+        ensure_sdist(dist, python)
+        findings = inspect(dist)
+        where = f".fork/src/{dist.name}"
+        problems += [f"{where}/{p}: edited, but not recorded in patches/ (run `make refresh`)"
+                     for p in findings.unrecorded]  # fmt: skip
+        problems += [f"{where}/{p}: upstream file deleted from the work tree"
+                     for p in findings.missing]  # fmt: skip
+        problems += [f"{where}/{p}: new file in the work tree; move it to {p} in the repository"
+                     for p in findings.stray]  # fmt: skip
+        problems += [f"{p}: the repository holds a file of the {dist.name} sdist at its path; "
+                     "record edits to it as a patch" for p in findings.shadowing]  # fmt: skip
+        for relative, content in pristine_files(dist).items():
+            # Small files (empty __init__.py, license stubs) match by accident: skip them.
+            if len(content) >= 512:
+                upstream_hashes.setdefault(hashlib.sha256(content).hexdigest(), f"{dist.name}:{relative}")
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=layout.root, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, tracked):
+        path = layout.root / name
+        if path.is_file() and not path.is_symlink():
+            copy_of = upstream_hashes.get(sha256_of(path))
+            if copy_of:
+                problems.append(f"{name}: committed copy of upstream {copy_of}")
+    for problem in problems:
+        print(f"check: {problem}")
+    if problems:
+        print(f"check: {len(problems)} problem(s)")
+        return 1
+    print("check: patches apply to the pinned sdists; work trees and repository are clean")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="forktool", description=__doc__)
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("build", help="download, verify, assemble and install into .venv")
+    verbs.add_parser("refresh", help="regenerate patches/ from edits in the work trees")
+    verbs.add_parser("check", help="patches apply; no unrecorded edits; no upstream copies")
+    wheels = verbs.add_parser("wheels", help="build wheels into dist/ and test-install them")
+    wheels.add_argument("--no-verify", action="store_true", help="skip the test install")
+    test = verbs.add_parser("test", help="build if needed, then run the test suites")
+    test.add_argument(
+        "--suite",
+        action="append",
+        choices=[s.name for s in SUITES],
+        help="run only this suite (repeatable); default: all",
+    )
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest")
+    args = parser.parse_args(argv)
+    layout = Layout(args.root.resolve())
+    try:
+        if args.verb == "build":
+            build(layout)
+        elif args.verb == "refresh":
+            for dist in layout.distributions():
+                for path, change in refresh(dist).items():
+                    _say(f"{change} {path}")
+            _say("patches/ matches the work trees")
+        elif args.verb == "check":
+            return check(layout)
+        elif args.verb == "wheels":
+            build(layout)
+            built = build_wheels(layout, layout.distributions())
+            for wheel in built:
+                _say(f"built {wheel.relative_to(layout.root)}")
+            if not args.no_verify:
+                versions = verify_wheels(layout, built, find_python())
+                _say(f"fresh venv + `pip install dist/*.whl` reports versions: {versions}")
+        elif args.verb == "test":
+            build(layout)
+            extra = [a for a in args.pytest_args if a != "--"]
+            return run_suites(layout, args.suite or [s.name for s in SUITES], extra)
+    except ForkError as err:
+        print(f"fork: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""The test suites of ``make test``: ours, and upstream's own for the areas we patch."""
+
+import os
+import subprocess
+import xml.etree.ElementTree as ET
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from forktool.layout import Layout
+
+__all__ = ["SUITES", "Suite", "run_suites"]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One pytest session: where it runs, on what, with which plugins."""
+
+    name: str
+    distribution: str | None  # None: our own tests, run from the repository root
+    paths: tuple[str, ...]
+    plugins: tuple[str, ...] = ()
+
+    def cwd(self, layout: Layout) -> Path:
+        if self.distribution is None:
+            return layout.root
+        return layout.root / ".fork" / "src" / self.distribution
+
+
+# Upstream suites run from the work tree, so each uses its own pytest configuration (pymc-extras
+# turns warnings into errors). `known_failures` marks tests that fail on pristine upstream too.
+SUITES = (
+    Suite("ours", None, ("tests",)),
+    Suite(
+        "pymc",
+        "pymc",
+        ("tests/test_data.py",),
+        plugins=("pymc_test_fixtures", "known_failures"),
+    ),
+    Suite(
+        "pymc-extras",
+        "pymc-extras",
+        ("tests/inference/pathfinder", "tests/inference/advi", "tests/variational"),
+        plugins=("known_failures",),
+    ),
+)
+
+
+@dataclass
+class _Counts:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    xfailed: int = 0
+
+
+def _counts(report: Path) -> _Counts:
+    """Tally a JUnit XML report; xfails are the skips pytest tags ``pytest.xfail``."""
+    counts = _Counts()
+    if not report.exists():
+        return counts
+    for case in ET.parse(report).iter("testcase"):
+        outcome = {child.tag: child for child in case}
+        if "failure" in outcome or "error" in outcome:
+            counts.failed += 1
+        elif "skipped" in outcome:
+            if outcome["skipped"].get("type") == "pytest.xfail":
+                counts.xfailed += 1
+            else:
+                counts.skipped += 1
+        else:
+            counts.passed += 1
+    return counts
+
+
+def run_suites(layout: Layout, names: list[str], pytest_args: list[str]) -> int:
+    """Run the named suites one after another; print a summary; return the worst exit code."""
+    layout.reports_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    plugin_dir = str(layout.root / "tests" / "upstream")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [plugin_dir, env.get("PYTHONPATH")]))
+    results = []
+    for suite in (s for s in SUITES if s.name in names):
+        report = layout.reports_dir / f"{suite.name}.xml"
+        report.unlink(missing_ok=True)
+        command = [str(layout.venv_python), "-m", "pytest", *suite.paths]
+        for plugin in suite.plugins:
+            command += ["-p", plugin]
+        if "known_failures" in suite.plugins:
+            command += ["--known-failures", suite.name]
+        command += ["-p", "no:cacheprovider", f"--junitxml={report}", "-rfEsxX", *pytest_args]
+        print(f"\n=== {suite.name}: {' '.join(suite.paths)} ===", flush=True)
+        code = subprocess.run(command, cwd=suite.cwd(layout), env=env).returncode
+        # pytest exits 5 when it collects nothing, e.g. when `-k` selects no test of a suite.
+        results.append((suite, 0 if code == 5 else code, _counts(report)))
+
+    total = _Counts()
+    print(f"\n{'suite':<14}{'passed':>8}{'failed':>8}{'skipped':>9}{'xfailed':>9}  exit")
+    for suite, code, counts in results:
+        print(
+            f"{suite.name:<14}{counts.passed:>8}{counts.failed:>8}{counts.skipped:>9}"
+            f"{counts.xfailed:>9}  {code}"
+        )
+        for name in ("passed", "failed", "skipped", "xfailed"):
+            setattr(total, name, getattr(total, name) + getattr(counts, name))
+    print(f"total: {total.passed} passed, {total.failed} failed, {total.skipped} skipped")
+    return max((code for _, code, _ in results), default=0)

@@ -1,0 +1,246 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""The work tree: pristine upstream sources, our patches applied, our new files linked in.
+
+``.fork/src/<distribution>/`` is what gets installed. Upstream files are real files there, so a
+developer edits them in place and ``refresh`` turns the edits into patches. Our own files are
+symlinks to the repository, so edits to them are live without rebuilding.
+
+A manifest beside each tree records the hash of every upstream file as assembled. It lets
+``assemble`` tell files nobody touched (safe to replace when the patch set changes) from
+edits not yet recorded in ``patches/`` (never overwritten).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forktool import ForkError
+from forktool.layout import Distribution
+from forktool.patchset import apply_patch, diff_text, patch_path, read_patches, write_patch
+from forktool.sdist import pristine_files
+
+__all__ = ["Findings", "assemble", "inspect", "refresh"]
+
+
+@dataclass
+class _Sources:
+    """Pristine files of one distribution, its patches, and the files they produce."""
+
+    pristine: dict[str, bytes]
+    patches: dict[str, Path]
+    expected: dict[str, bytes]
+    stamp: str
+
+    @classmethod
+    def load(cls, dist: Distribution) -> "_Sources":
+        pristine = pristine_files(dist)
+        patches = read_patches(dist, pristine)
+        expected = dict(pristine)
+        stamp = hashlib.sha256(dist.sha256.encode())
+        for relative, patch in patches.items():
+            expected[relative] = apply_patch(dist, relative, pristine[relative], patch)
+            stamp.update(relative.encode() + b"\0" + patch.read_bytes())
+        return cls(pristine, patches, expected, stamp.hexdigest())
+
+    def tracked(self) -> list[str]:
+        """Upstream files whose content the fork controls.
+
+        ``*.egg-info`` folders are left out: setuptools rewrites them on every install.
+        """
+        return sorted(r for r in self.pristine if not any(p.endswith(".egg-info") for p in r.split("/")))
+
+
+@dataclass
+class Findings:
+    """What ``inspect`` found wrong with one distribution's work tree and overlay."""
+
+    unrecorded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    stray: list[str] = field(default_factory=list)
+    shadowing: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.unrecorded or self.missing or self.stray or self.shadowing)
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() and not path.is_symlink() else None
+
+
+def _load_manifest(dist: Distribution) -> dict | None:
+    try:
+        return json.loads(dist.manifest_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_manifest(dist: Distribution, sources: _Sources) -> None:
+    files = {}
+    for relative in sources.tracked():
+        content = _read(dist.work_dir / relative)
+        if content is not None:
+            files[relative] = _digest(content)
+    dist.manifest_path.write_text(json.dumps({"stamp": sources.stamp, "files": files}, indent=0))
+
+
+def _shadowing(dist: Distribution, pristine: dict[str, bytes]) -> list[str]:
+    """Our overlay files that sit at the path of an upstream file."""
+    if not dist.overlay_dir.exists():
+        return []
+    ours = (p.relative_to(dist.root).as_posix() for p in dist.overlay_dir.rglob("*") if p.is_file())
+    return sorted(relative for relative in ours if relative in pristine)
+
+
+def _link_overlay(dist: Distribution, pristine: dict[str, bytes]) -> None:
+    """Symlink our files into the work tree: new folders whole, otherwise file by file."""
+    shadowing = _shadowing(dist, pristine)
+    if shadowing:
+        raise ForkError(
+            f"{', '.join(shadowing)} exist(s) upstream in {dist.name}. Do not add upstream "
+            f"files to the repository: edit them in .fork/src/{dist.name}/ and run `make "
+            "refresh` to record the change as a patch, with new logic in a new module."
+        )
+    package = dist.work_dir / dist.package
+    # Links whose file was deleted or moved in the repository would break imports: drop them.
+    for path in list(package.rglob("*")):
+        if path.is_symlink() and not path.exists():
+            path.unlink()
+    if not dist.overlay_dir.exists():
+        return
+    upstream_dirs = {str(Path(relative).parent) for relative in pristine}
+    pending = [dist.overlay_dir]
+    while pending:
+        for source in sorted(pending.pop().iterdir()):
+            if source.name == "__pycache__":
+                continue
+            relative = source.relative_to(dist.root).as_posix()
+            target = dist.work_dir / relative
+            if source.is_dir() and relative in upstream_dirs:
+                pending.append(source)
+                continue
+            if target.is_symlink():
+                if target.resolve() == source.resolve():
+                    continue
+                target.unlink()
+            elif target.exists():
+                raise ForkError(
+                    f"{target} is a real file in the work tree where the link to {source} "
+                    "belongs; move anything worth keeping into the repository and delete it."
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source)
+
+
+def assemble(dist: Distribution) -> bool:
+    """Bring ``dist``'s work tree up to date; return whether upstream files were rewritten.
+
+    Raises
+    ------
+    ForkError
+        If the tree holds edits to upstream files that ``patches/`` does not record and that a
+        changed patch set would overwrite.
+    """
+    sources = _Sources.load(dist)
+    manifest = _load_manifest(dist)
+    if manifest and manifest["stamp"] == sources.stamp and dist.work_dir.exists():
+        _link_overlay(dist, sources.pristine)
+        return False
+    if manifest and dist.work_dir.exists():
+        assembled = manifest["files"]
+        conflicts = []
+        for relative in sources.tracked():
+            current = _read(dist.work_dir / relative)
+            untouched = current is not None and _digest(current) == assembled.get(relative)
+            if current != sources.expected[relative] and not untouched:
+                conflicts.append(relative)
+        if conflicts:
+            raise ForkError(
+                f"the patch set for {dist.name} changed, but .fork/src/{dist.name}/ has edits "
+                f"that patches/ does not record: {', '.join(conflicts)}. Run `make refresh` "
+                f"to keep them, or delete .fork/src/{dist.name}/ to discard them."
+            )
+    if dist.work_dir.exists():
+        shutil.rmtree(dist.work_dir)
+    for relative, content in sources.expected.items():
+        target = dist.work_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    _write_manifest(dist, sources)
+    _link_overlay(dist, sources.pristine)
+    return True
+
+
+def refresh(dist: Distribution) -> dict[str, str]:
+    """Rewrite ``patches/`` from the work tree; return ``{patch path: what happened}``."""
+    if not dist.work_dir.exists():
+        raise ForkError(f".fork/src/{dist.name}/ does not exist; run `make build` first.")
+    sources = _Sources.load(dist)
+    changes = {}
+    for relative in sources.tracked():
+        current = _read(dist.work_dir / relative)
+        if current is None:
+            raise ForkError(
+                f".fork/src/{dist.name}/{relative} was deleted. The patch set records edits, "
+                "not deletions: restore the file (`make build` after removing its line from "
+                "the manifest, or delete the whole work tree) and change its content instead."
+            )
+        path = patch_path(dist, relative)
+        if current == sources.pristine[relative]:
+            if relative in sources.patches:
+                path.unlink()
+                changes[str(path.relative_to(dist.root))] = "removed"
+            continue
+        if current == sources.expected[relative]:
+            continue
+        existed = path.exists()
+        write_patch(path, diff_text(relative, sources.pristine[relative], current))
+        changes[str(path.relative_to(dist.root))] = "updated" if existed else "added"
+    for folder in sorted(dist.patch_dir.rglob("*"), reverse=True) if dist.patch_dir.exists() else []:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    # The tree now equals pristine + patches by construction: record it as assembled.
+    _write_manifest(dist, _Sources.load(dist))
+    return changes
+
+
+def inspect(dist: Distribution) -> Findings:
+    """Check that patches apply and that the work tree holds nothing the repository lacks."""
+    sources = _Sources.load(dist)  # raises if a patch does not apply to pristine sources
+    findings = Findings(shadowing=_shadowing(dist, sources.pristine))
+    if not dist.work_dir.exists():
+        return findings
+    for relative in sources.tracked():
+        current = _read(dist.work_dir / relative)
+        if current is None:
+            findings.missing.append(relative)
+        elif current != sources.expected[relative]:
+            findings.unrecorded.append(relative)
+    package = dist.work_dir / dist.package
+    for folder, subfolders, files in os.walk(package):
+        subfolders[:] = [d for d in subfolders if d != "__pycache__"]
+        for name in files:
+            path = Path(folder, name)
+            relative = path.relative_to(dist.work_dir).as_posix()
+            if not path.is_symlink() and relative not in sources.pristine:
+                findings.stray.append(relative)
+    return findings
