@@ -78,9 +78,7 @@ def test_every_patch_is_applied_to_the_installed_sources(dist, relative, patch):
 
 def test_installed_requirements_are_consistent():
     """pymc-extras' relaxed pin accepts the fork's pymc; nothing else conflicts."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "check"], capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -68,7 +68,9 @@ def test_a_listed_test_that_passes_fails_the_run_so_the_entry_is_removed(upstrea
 
 def test_an_entry_this_run_did_not_collect_is_pointed_out(upstream_suite):
     result = _run(upstream_suite, {"test_renamed": "gone"})
-    result.stdout.fnmatch_lines(["test_upstream.py::test_renamed: gone  [[]not collected in this run[]]"])
+    result.stdout.fnmatch_lines(
+        ["test_upstream.py::test_renamed: gone  [[]not collected in this run[]]"]
+    )
 
 
 def test_the_shipped_list_gives_a_reason_for_every_entry():

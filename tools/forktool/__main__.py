@@ -14,8 +14,6 @@
 """Command line of the fork tool: ``python -m forktool {build,refresh,check,wheels,test}``."""
 
 import argparse
-import hashlib
-import subprocess
 import sys
 import time
 
@@ -24,7 +22,8 @@ from pathlib import Path
 from forktool import ForkError
 from forktool.environment import ensure_venv, find_python, install
 from forktool.layout import Layout
-from forktool.sdist import ensure_sdist, pristine_files, sha256_of
+from forktool.repository import committed_copies
+from forktool.sdist import ensure_sdist
 from forktool.suites import SUITES, run_suites
 from forktool.wheels import build_wheels, verify_wheels
 from forktool.worktree import assemble, inspect, refresh
@@ -50,36 +49,14 @@ def build(layout: Layout) -> None:
 
 def check(layout: Layout) -> int:
     """Patches apply to pristine sources; nothing unrecorded; no upstream file committed."""
-    problems = []
     dists = layout.distributions()
-    upstream_hashes = {}
+    # Verifying needs the sdists, not the environment: any supported Python can fetch them.
+    python = layout.venv_python if layout.venv_python.exists() else find_python()
+    problems = []
     for dist in dists:
-        # Verifying needs the sdist, not the environment: use any supported Python to fetch it.
-        python = layout.venv_python if layout.venv_python.exists() else find_python()
         ensure_sdist(dist, python)
-        findings = inspect(dist)
-        where = f".fork/src/{dist.name}"
-        problems += [f"{where}/{p}: edited, but not recorded in patches/ (run `make refresh`)"
-                     for p in findings.unrecorded]  # fmt: skip
-        problems += [f"{where}/{p}: upstream file deleted from the work tree"
-                     for p in findings.missing]  # fmt: skip
-        problems += [f"{where}/{p}: new file in the work tree; move it to {p} in the repository"
-                     for p in findings.stray]  # fmt: skip
-        problems += [f"{p}: the repository holds a file of the {dist.name} sdist at its path; "
-                     "record edits to it as a patch" for p in findings.shadowing]  # fmt: skip
-        for relative, content in pristine_files(dist).items():
-            # Small files (empty __init__.py, license stubs) match by accident: skip them.
-            if len(content) >= 512:
-                upstream_hashes.setdefault(hashlib.sha256(content).hexdigest(), f"{dist.name}:{relative}")
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=layout.root, capture_output=True, text=True, check=True
-    ).stdout.split("\0")
-    for name in filter(None, tracked):
-        path = layout.root / name
-        if path.is_file() and not path.is_symlink():
-            copy_of = upstream_hashes.get(sha256_of(path))
-            if copy_of:
-                problems.append(f"{name}: committed copy of upstream {copy_of}")
+        problems += inspect(dist).messages(dist)
+    problems += committed_copies(layout, dists)
     for problem in problems:
         print(f"check: {problem}")
     if problems:

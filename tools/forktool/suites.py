@@ -24,6 +24,9 @@ from forktool.layout import Layout
 
 __all__ = ["SUITES", "Suite", "run_suites"]
 
+# pytest.ExitCode.NO_TESTS_COLLECTED (pytest is not importable from the host Python).
+_PYTEST_NO_TESTS_COLLECTED = 5
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -104,8 +107,11 @@ def run_suites(layout: Layout, names: list[str], pytest_args: list[str]) -> int:
         command += ["-p", "no:cacheprovider", f"--junitxml={report}", "-rfEsxX", *pytest_args]
         print(f"\n=== {suite.name}: {' '.join(suite.paths)} ===", flush=True)
         code = subprocess.run(command, cwd=suite.cwd(layout), env=env).returncode
-        # pytest exits 5 when it collects nothing, e.g. when `-k` selects no test of a suite.
-        results.append((suite, 0 if code == 5 else code, _counts(report)))
+        # pytest exits 5 when it collects nothing: fine when `-k` leaves a suite empty, a
+        # failure in a full run.
+        if code == _PYTEST_NO_TESTS_COLLECTED and pytest_args:
+            code = 0
+        results.append((suite, code, _counts(report)))
 
     total = _Counts()
     print(f"\n{'suite':<14}{'passed':>8}{'failed':>8}{'skipped':>9}{'xfailed':>9}  exit")

@@ -61,9 +61,9 @@ class _Sources:
     def tracked(self) -> list[str]:
         """Upstream files whose content the fork controls.
 
-        ``*.egg-info`` folders are left out: setuptools rewrites them on every install.
+        Install metadata is left out: see ``_is_install_metadata``.
         """
-        return sorted(r for r in self.pristine if not any(p.endswith(".egg-info") for p in r.split("/")))
+        return sorted(relative for relative in self.pristine if not _is_install_metadata(relative))
 
 
 @dataclass
@@ -77,6 +77,24 @@ class Findings:
 
     def __bool__(self) -> bool:
         return bool(self.unrecorded or self.missing or self.stray or self.shadowing)
+
+    def messages(self, dist: Distribution) -> list[str]:
+        """One line per finding, saying what to do about it."""
+        tree = f".fork/src/{dist.name}"
+        return (
+            [f"{tree}/{p}: edited, not recorded in patches/ (run `make refresh`)"
+             for p in self.unrecorded]
+            + [f"{tree}/{p}: upstream file deleted from the work tree" for p in self.missing]
+            + [f"{tree}/{p}: new file in the work tree; move it to {p} in the repository"
+               for p in self.stray]
+            + [f"{p}: the repository holds a file of the {dist.name} sdist at its path; record "
+               "edits to it as a patch" for p in self.shadowing]
+        )  # fmt: skip
+
+
+def _is_install_metadata(relative: str) -> bool:
+    """``*.egg-info`` folders, which setuptools rewrites on every install."""
+    return any(part.endswith(".egg-info") for part in relative.split("/"))
 
 
 def _digest(content: bytes) -> str:
@@ -190,6 +208,13 @@ def assemble(dist: Distribution) -> bool:
     return True
 
 
+def _prune_empty_folders(top: Path) -> None:
+    """Remove folders below ``top`` left empty by deleted patches (deepest first)."""
+    for folder in sorted(top.rglob("*"), reverse=True) if top.exists() else []:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def refresh(dist: Distribution) -> dict[str, str]:
     """Rewrite ``patches/`` from the work tree; return ``{patch path: what happened}``."""
     if not dist.work_dir.exists():
@@ -215,9 +240,7 @@ def refresh(dist: Distribution) -> dict[str, str]:
         existed = path.exists()
         write_patch(path, diff_text(relative, sources.pristine[relative], current))
         changes[str(path.relative_to(dist.root))] = "updated" if existed else "added"
-    for folder in sorted(dist.patch_dir.rglob("*"), reverse=True) if dist.patch_dir.exists() else []:
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+    _prune_empty_folders(dist.patch_dir)
     # The tree now equals pristine + patches by construction: record it as assembled.
     _write_manifest(dist, _Sources.load(dist))
     return changes

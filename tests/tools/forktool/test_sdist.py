@@ -52,7 +52,10 @@ def test_a_download_that_does_not_match_the_pin_is_refused(
 ):
     fake_dist.sdist_path.unlink()
     python = _fake_pip(tmp_path, make_sdist, {**fake_files, "pymc/core.py": b"import os\n"})
-    with pytest.raises(ForkError, match=r"pymc-1\.0\.tar\.gz from the package index has sha256 \w+, but upstream\.toml pins"):
+    with pytest.raises(
+        ForkError,
+        match=r"pymc-1\.0\.tar\.gz from the package index has sha256 \w+, but upstream\.toml pins",
+    ):
         ensure_sdist(fake_dist, python)
     assert not fake_dist.sdist_path.exists()
 

@@ -1,0 +1,94 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""The `check` and `refresh` verbs, end to end, on a throwaway repository with fake sdists."""
+
+import subprocess
+
+import pytest
+
+from forktool.__main__ import main
+from forktool.layout import Layout
+from forktool.sdist import sha256_of
+from forktool.worktree import assemble
+
+EXTRAS_FILES = {
+    "pyproject.toml": b'[project]\nname = "pymc-extras"\n',
+    "pymc_extras/__init__.py": b"VERSION = '0.1'\n" + b"# padding\n" * 60,
+}
+
+
+@pytest.fixture
+def repo(tmp_path, fake_files, make_sdist):
+    """A git repository pinning fake pymc and pymc-extras sdists, assembled."""
+    sdists = {
+        "pymc": (tmp_path / ".fork/downloads/pymc-1.0.tar.gz", fake_files, "pymc-1.0"),
+        "pymc-extras": (
+            tmp_path / ".fork/downloads/pymc_extras-0.1.tar.gz",
+            EXTRAS_FILES,
+            "pymc_extras-0.1",
+        ),
+    }
+    pins = []
+    for name, (path, files, top) in sdists.items():
+        make_sdist(path, files, top=top)
+        version = top.rpartition("-")[2]
+        pins.append(f'[{name}]\nversion = "{version}"\nsha256 = "{sha256_of(path)}"\n')
+    (tmp_path / "upstream.toml").write_text("\n".join(pins))
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    layout = Layout(tmp_path)
+    for dist in layout.distributions():
+        assemble(dist)
+    return layout
+
+
+def _git_add(layout, *paths):
+    subprocess.run(["git", "add", *paths], cwd=layout.root, check=True)
+
+
+def test_check_passes_on_a_clean_repository(repo, capsys):
+    assert main(["--root", str(repo.root), "check"]) == 0
+    assert "work trees and repository are clean" in capsys.readouterr().out
+
+
+def test_check_fails_on_an_unrecorded_edit_until_refresh(repo, capsys):
+    core = repo.root / ".fork/src/pymc/pymc/core.py"
+    core.write_text(core.read_text().replace("41", "42"))
+
+    assert main(["--root", str(repo.root), "check"]) == 1
+    out = capsys.readouterr().out
+    assert ".fork/src/pymc/pymc/core.py: edited, not recorded in patches/" in out
+
+    assert main(["--root", str(repo.root), "refresh"]) == 0
+    assert "added patches/pymc/pymc/core.py.patch" in capsys.readouterr().out
+    assert main(["--root", str(repo.root), "check"]) == 0
+
+
+def test_check_fails_on_a_committed_copy_of_an_upstream_file(repo, capsys):
+    copy = repo.root / "tests/vendored_init.py"
+    copy.parent.mkdir()
+    copy.write_bytes(EXTRAS_FILES["pymc_extras/__init__.py"])
+    _git_add(repo, "tests/vendored_init.py")
+
+    assert main(["--root", str(repo.root), "check"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "tests/vendored_init.py: committed copy of upstream pymc-extras:pymc_extras/__init__.py"
+        in out
+    )
+
+
+def test_errors_are_reported_without_a_traceback(repo, capsys):
+    (repo.root / "upstream.toml").write_text("[pymc]\nversion = '1.0'\n")
+    assert main(["--root", str(repo.root), "check"]) == 2
+    assert "[pymc] needs both `version` and `sha256`" in capsys.readouterr().err
