@@ -55,7 +55,9 @@ def ensure_sdist(dist: Distribution, python: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=dist.sdist_path.parent) as tmp:
         command = [
             str(python), "-m", "pip", "download", "--quiet", "--no-deps",
-            "--no-binary", ":all:", "--dest", tmp, f"{dist.name}=={dist.version}",
+            # Source only for this package; build tools for its metadata may come as wheels
+            # (`:all:` would build hatchling, setuptools... from source too, recursively).
+            "--no-binary", dist.name, "--dest", tmp, f"{dist.name}=={dist.version}",
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True)
         downloaded = Path(tmp) / dist.sdist_name
