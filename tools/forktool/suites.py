@@ -15,6 +15,7 @@
 
 import os
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 from dataclasses import dataclass
@@ -106,21 +107,25 @@ def run_suites(layout: Layout, names: list[str], pytest_args: list[str]) -> int:
             command += ["--known-failures", suite.name]
         command += ["-p", "no:cacheprovider", f"--junitxml={report}", "-rfEsxX", *pytest_args]
         print(f"\n=== {suite.name}: {' '.join(suite.paths)} ===", flush=True)
+        started = time.monotonic()
         code = subprocess.run(command, cwd=suite.cwd(layout), env=env).returncode
+        seconds = time.monotonic() - started
         # pytest exits 5 when it collects nothing: fine when `-k` leaves a suite empty, a
         # failure in a full run.
         if code == _PYTEST_NO_TESTS_COLLECTED and pytest_args:
             code = 0
-        results.append((suite, code, _counts(report)))
+        results.append((suite, code, _counts(report), seconds))
 
     total = _Counts()
-    print(f"\n{'suite':<14}{'passed':>8}{'failed':>8}{'skipped':>9}{'xfailed':>9}  exit")
-    for suite, code, counts in results:
+    print(
+        f"\n{'suite':<14}{'passed':>8}{'failed':>8}{'skipped':>9}{'xfailed':>9}{'seconds':>9}  exit"
+    )
+    for suite, code, counts, seconds in results:
         print(
             f"{suite.name:<14}{counts.passed:>8}{counts.failed:>8}{counts.skipped:>9}"
-            f"{counts.xfailed:>9}  {code}"
+            f"{counts.xfailed:>9}{seconds:>9.0f}  {code}"
         )
         for name in ("passed", "failed", "skipped", "xfailed"):
             setattr(total, name, getattr(total, name) + getattr(counts, name))
     print(f"total: {total.passed} passed, {total.failed} failed, {total.skipped} skipped")
-    return max((code for _, code, _ in results), default=0)
+    return max((code for _, code, _, _ in results), default=0)
