@@ -20,7 +20,7 @@ import subprocess
 
 from pathlib import Path
 
-from forktool import ForkError
+from forktool import ForkError, run_checked
 from forktool.layout import Distribution, Layout
 
 __all__ = ["ensure_venv", "find_python", "install"]
@@ -66,15 +66,6 @@ def find_python() -> Path:
     )
 
 
-def _run(command: list[str], what: str, cwd: Path | None = None) -> None:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ForkError(
-            f"{what} failed (exit {result.returncode}): {' '.join(command)}\n"
-            f"{(result.stdout + result.stderr).strip()[-3000:]}"
-        )
-
-
 def ensure_venv(layout: Layout) -> Path:
     """Create ``.venv`` on a supported Python unless a working one exists; return its python."""
     if layout.venv_python.exists() and _is_supported(layout.venv_python):
@@ -82,8 +73,8 @@ def ensure_venv(layout: Layout) -> Path:
     python = find_python()
     if layout.venv.exists():
         shutil.rmtree(layout.venv)
-    _run([str(python), "-m", "venv", str(layout.venv)], f"creating .venv with {python}")
-    _run(
+    run_checked([str(python), "-m", "venv", str(layout.venv)], f"creating .venv with {python}")
+    run_checked(
         [str(layout.venv_python), "-m", "pip", "install", "--quiet", "--upgrade", _PIP],
         "upgrading pip in .venv",
     )
@@ -118,6 +109,6 @@ def install(layout: Layout, dists: list[Distribution], *, group: str = "test") -
     for dist in dists:
         command += ["--editable", str(dist.work_dir)]
     command += ["--group", group]
-    _run(command, "installing the fork into .venv", cwd=layout.root)
+    run_checked(command, "installing the fork into .venv", cwd=layout.root)
     stamp_path.write_text(stamp)
     return True

@@ -14,14 +14,14 @@
 """Download pinned source distributions, verify their hashes, and read their files."""
 
 import hashlib
+import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 
 from pathlib import Path
 
-from forktool import ForkError
+from forktool import ForkError, run_checked
 from forktool.layout import Distribution
 
 __all__ = ["ensure_sdist", "pristine_files", "sha256_of"]
@@ -59,14 +59,14 @@ def ensure_sdist(dist: Distribution, python: Path) -> Path:
             # (`:all:` would build hatchling, setuptools... from source too, recursively).
             "--no-binary", dist.name, "--dest", tmp, f"{dist.name}=={dist.version}",
         ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True)
+        run_checked(
+            command,
+            f"downloading the {dist.name} {dist.version} sdist",
+            hint="Check that the package index is reachable, then run the build again.",
+        )
         downloaded = Path(tmp) / dist.sdist_name
-        if result.returncode != 0 or not downloaded.exists():
-            raise ForkError(
-                f"could not download the {dist.name} {dist.version} sdist with pip "
-                f"(exit {result.returncode}):\n{result.stderr.strip()[-2000:]}\n"
-                "Check that the package index is reachable, then run the build again."
-            )
+        if not downloaded.exists():
+            raise ForkError(f"pip downloaded no {dist.sdist_name}; found {os.listdir(tmp)}")
         actual = sha256_of(downloaded)
         if actual != dist.sha256:
             raise ForkError(

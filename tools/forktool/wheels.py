@@ -14,11 +14,10 @@
 """Build the fork's wheels and prove they install with plain pip into a fresh environment."""
 
 import shutil
-import subprocess
 
 from pathlib import Path
 
-from forktool import ForkError
+from forktool import ForkError, run_checked
 from forktool.layout import Distribution, Layout
 
 __all__ = ["build_wheels", "verify_wheels"]
@@ -40,18 +39,17 @@ def build_wheels(layout: Layout, dists: list[Distribution]) -> list[Path]:
         # setuptools never cleans build/: a module deleted from the overlay would otherwise
         # still ship in the next wheel.
         shutil.rmtree(dist.work_dir / "build", ignore_errors=True)
-        result = subprocess.run(
-            [str(layout.venv_python), "-m", "pip", "wheel", "--quiet", "--no-deps",
-             "--wheel-dir", str(layout.dist_dir), str(dist.work_dir)],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        shutil.rmtree(dist.work_dir / "build", ignore_errors=True)
+        try:
+            run_checked(
+                [str(layout.venv_python), "-m", "pip", "wheel", "--quiet", "--no-deps",
+                 "--wheel-dir", str(layout.dist_dir), str(dist.work_dir)],
+                f"building the {dist.name} wheel",
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(dist.work_dir / "build", ignore_errors=True)
         built = sorted(layout.dist_dir.glob(f"{prefix}-*.whl"))
-        if result.returncode != 0 or len(built) != 1:
-            raise ForkError(
-                f"building the {dist.name} wheel failed (exit {result.returncode}):\n"
-                f"{(result.stdout + result.stderr).strip()[-3000:]}"
-            )
+        if len(built) != 1:
+            raise ForkError(f"expected one {prefix} wheel in dist/, found {built}")
         wheels += built
     return wheels
 
@@ -71,12 +69,7 @@ def verify_wheels(layout: Layout, wheels: list[Path], python: Path) -> str:
     try:
         for step in steps:
             # Run outside the repository so its overlay folders cannot shadow the install.
-            result = subprocess.run(step, capture_output=True, text=True, cwd=venv.parent)
-            if result.returncode != 0:
-                raise ForkError(
-                    f"the wheels do not install cleanly: {' '.join(step)} exited "
-                    f"{result.returncode}:\n{(result.stdout + result.stderr).strip()[-3000:]}"
-                )
+            result = run_checked(step, "installing the wheels into a fresh venv", cwd=venv.parent)
         return result.stdout.strip()
     finally:
         shutil.rmtree(venv, ignore_errors=True)

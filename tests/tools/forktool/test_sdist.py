@@ -64,3 +64,16 @@ def test_reading_an_unverified_sdist_is_refused(fake_dist):
     fake_dist.sdist_path.write_bytes(b"not the pinned file")
     with pytest.raises(ForkError, match="does not match its pin; run `make build` first"):
         pristine_files(fake_dist)
+
+
+def test_a_failed_download_says_what_failed_and_what_to_do(fake_dist, tmp_path):
+    fake_dist.sdist_path.unlink()
+    python = tmp_path / "offline-python"
+    python.write_text("#!/bin/sh\necho 'ERROR: No matching distribution found' >&2\nexit 1\n")
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    with pytest.raises(
+        ForkError,
+        match=r"(?s)downloading the pymc 1\.0 sdist failed \(exit 1\).*No matching distribution"
+        r".*Check that the package index is reachable",
+    ):
+        ensure_sdist(fake_dist, python)
