@@ -13,11 +13,10 @@
 #   limitations under the License.
 """What the repository commits: it must hold no copy of an upstream file, wherever it sits."""
 
-import hashlib
 import subprocess
 
 from forktool.layout import Distribution, Layout
-from forktool.sdist import pristine_files, sha256_of
+from forktool.sdist import digest, pristine_files, sha256_of
 
 __all__ = ["committed_copies"]
 
@@ -31,7 +30,7 @@ def committed_copies(layout: Layout, dists: list[Distribution]) -> list[str]:
     for dist in dists:
         for relative, content in pristine_files(dist).items():
             if len(content) >= _MIN_COPY_BYTES:
-                upstream.setdefault(hashlib.sha256(content).hexdigest(), f"{dist.name}:{relative}")
+                upstream.setdefault(digest(content), f"{dist.name}:{relative}")
     listed = subprocess.run(
         ["git", "ls-files", "-z"], cwd=layout.root, capture_output=True, text=True, check=True
     ).stdout

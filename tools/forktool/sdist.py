@@ -24,7 +24,12 @@ from pathlib import Path
 from forktool import ForkError, run_checked
 from forktool.layout import Distribution
 
-__all__ = ["ensure_sdist", "pristine_files", "sha256_of"]
+__all__ = ["digest", "ensure_sdist", "pristine_files", "sha256_of"]
+
+
+def digest(content: bytes) -> str:
+    """Hex sha256 of ``content``."""
+    return hashlib.sha256(content).hexdigest()
 
 
 def sha256_of(path: Path) -> str:

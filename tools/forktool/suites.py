@@ -70,6 +70,22 @@ class _Counts:
     skipped: int = 0
     xfailed: int = 0
 
+    def __add__(self, other: "_Counts") -> "_Counts":
+        return _Counts(
+            self.passed + other.passed,
+            self.failed + other.failed,
+            self.skipped + other.skipped,
+            self.xfailed + other.xfailed,
+        )
+
+
+@dataclass
+class _Result:
+    suite: Suite
+    exit_code: int
+    counts: _Counts
+    seconds: float
+
 
 def _counts(report: Path) -> _Counts:
     """Tally a JUnit XML report; xfails are the skips pytest tags ``pytest.xfail``."""
@@ -114,18 +130,17 @@ def run_suites(layout: Layout, names: list[str], pytest_args: list[str]) -> int:
         # failure in a full run.
         if code == _PYTEST_NO_TESTS_COLLECTED and pytest_args:
             code = 0
-        results.append((suite, code, _counts(report), seconds))
+        results.append(_Result(suite, code, _counts(report), seconds))
 
-    total = _Counts()
     print(
         f"\n{'suite':<14}{'passed':>8}{'failed':>8}{'skipped':>9}{'xfailed':>9}{'seconds':>9}  exit"
     )
-    for suite, code, counts, seconds in results:
+    for result in results:
+        counts = result.counts
         print(
-            f"{suite.name:<14}{counts.passed:>8}{counts.failed:>8}{counts.skipped:>9}"
-            f"{counts.xfailed:>9}{seconds:>9.0f}  {code}"
+            f"{result.suite.name:<14}{counts.passed:>8}{counts.failed:>8}{counts.skipped:>9}"
+            f"{counts.xfailed:>9}{result.seconds:>9.0f}  {result.exit_code}"
         )
-        for name in ("passed", "failed", "skipped", "xfailed"):
-            setattr(total, name, getattr(total, name) + getattr(counts, name))
+    total = sum((result.counts for result in results), _Counts())
     print(f"total: {total.passed} passed, {total.failed} failed, {total.skipped} skipped")
-    return max((code for _, code, _, _ in results), default=0)
+    return max((result.exit_code for result in results), default=0)

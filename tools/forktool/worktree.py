@@ -33,7 +33,7 @@ from pathlib import Path
 from forktool import ForkError
 from forktool.layout import Distribution
 from forktool.patchset import apply_patch, diff_text, patch_path, read_patches, write_patch
-from forktool.sdist import pristine_files
+from forktool.sdist import digest, pristine_files
 
 __all__ = ["Findings", "assemble", "inspect", "refresh"]
 
@@ -52,11 +52,9 @@ class _Sources:
         pristine = pristine_files(dist)
         patches = read_patches(dist, pristine)
         expected = dict(pristine)
-        stamp = hashlib.sha256(dist.sha256.encode())
         for relative, patch in patches.items():
             expected[relative] = apply_patch(dist, relative, pristine[relative], patch)
-            stamp.update(relative.encode() + b"\0" + patch.read_bytes())
-        return cls(pristine, patches, expected, stamp.hexdigest())
+        return cls(pristine, patches, expected, _stamp(dist, patches))
 
     def tracked(self) -> list[str]:
         """Upstream files whose content the fork controls.
@@ -92,13 +90,17 @@ class Findings:
         )  # fmt: skip
 
 
+def _stamp(dist: Distribution, patches: dict[str, Path]) -> str:
+    """Identifies what a work tree is assembled from: the sdist and the patch files."""
+    stamp = hashlib.sha256(dist.sha256.encode())
+    for relative, patch in sorted(patches.items()):
+        stamp.update(relative.encode() + b"\0" + patch.read_bytes())
+    return stamp.hexdigest()
+
+
 def _is_install_metadata(relative: str) -> bool:
     """``*.egg-info`` folders, which setuptools rewrites on every install."""
     return any(part.endswith(".egg-info") for part in relative.split("/"))
-
-
-def _digest(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
 
 
 def _read(path: Path) -> bytes | None:
@@ -112,13 +114,13 @@ def _load_manifest(dist: Distribution) -> dict | None:
         return None
 
 
-def _write_manifest(dist: Distribution, sources: _Sources) -> None:
+def _write_manifest(dist: Distribution, stamp: str, tracked: list[str]) -> None:
     files = {}
-    for relative in sources.tracked():
+    for relative in tracked:
         content = _read(dist.work_dir / relative)
         if content is not None:
-            files[relative] = _digest(content)
-    dist.manifest_path.write_text(json.dumps({"stamp": sources.stamp, "files": files}, indent=0))
+            files[relative] = digest(content)
+    dist.manifest_path.write_text(json.dumps({"stamp": stamp, "files": files}, indent=0))
 
 
 def _shadowing(dist: Distribution, pristine: dict[str, bytes]) -> list[str]:
@@ -188,7 +190,7 @@ def assemble(dist: Distribution) -> bool:
         conflicts = []
         for relative in sources.tracked():
             current = _read(dist.work_dir / relative)
-            untouched = current is not None and _digest(current) == assembled.get(relative)
+            untouched = current is not None and digest(current) == assembled.get(relative)
             if current != sources.expected[relative] and not untouched:
                 conflicts.append(relative)
         if conflicts:
@@ -203,7 +205,7 @@ def assemble(dist: Distribution) -> bool:
         target = dist.work_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
-    _write_manifest(dist, sources)
+    _write_manifest(dist, sources.stamp, sources.tracked())
     _link_overlay(dist, sources.pristine)
     return True
 
@@ -242,7 +244,8 @@ def refresh(dist: Distribution) -> dict[str, str]:
         changes[str(path.relative_to(dist.root))] = "updated" if existed else "added"
     _prune_empty_folders(dist.patch_dir)
     # The tree now equals pristine + patches by construction: record it as assembled.
-    _write_manifest(dist, _Sources.load(dist))
+    patches = read_patches(dist, sources.pristine)
+    _write_manifest(dist, _stamp(dist, patches), sources.tracked())
     return changes
 
 
