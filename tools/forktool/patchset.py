@@ -18,6 +18,7 @@ the first ``--- `` line is a free-form explanation for reviewers: GNU patch skip
 ``refresh`` keeps it when it rewrites the diff below.
 """
 
+import itertools
 import subprocess
 import tempfile
 
@@ -35,6 +36,20 @@ def patch_path(dist: Distribution, relative: str) -> Path:
     return dist.patch_dir / f"{relative}{_SUFFIX}"
 
 
+def _diff_targets(text: str) -> list[str]:
+    """The ``+++`` file names of a unified diff's headers.
+
+    A header is a ``+++`` line right after a ``---`` line; an added content line that begins
+    with ``++`` also starts with ``+++`` and must not count.
+    """
+    lines = text.splitlines()
+    return [
+        after[4:].split("\t")[0].strip()
+        for before, after in itertools.pairwise(lines)
+        if before.startswith("--- ") and after.startswith("+++ ")
+    ]
+
+
 def read_patches(dist: Distribution, pristine: dict[str, bytes]) -> dict[str, Path]:
     """Map each patched upstream path to its patch file, checking each names its own file."""
     patches = {}
@@ -48,11 +63,7 @@ def read_patches(dist: Distribution, pristine: dict[str, bytes]) -> dict[str, Pa
                 f"{dist.version} sdist. New files belong in {dist.overlay_dir.name}/, not in "
                 "patches/."
             )
-        targets = [
-            line[4:].split("\t")[0].strip()
-            for line in path.read_text().splitlines()
-            if line.startswith("+++ ")
-        ]
+        targets = _diff_targets(path.read_text())
         if targets != [f"b/{relative}"]:
             raise ForkError(
                 f"{path} must hold exactly one diff, of b/{relative}; it has {targets}. "

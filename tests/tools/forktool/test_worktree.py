@@ -174,3 +174,14 @@ def test_overlay_may_not_shadow_an_upstream_file(fake_dist):
     with pytest.raises(ForkError, match=r"pymc/core\.py exist\(s\) upstream in pymc"):
         assemble(fake_dist)
     assert inspect(fake_dist).shadowing == ["pymc/core.py"]
+
+
+def test_an_added_line_starting_with_plus_signs_is_content_not_a_header(fake_dist):
+    assemble(fake_dist)
+    (fake_dist.work_dir / "pymc/core.py").write_text("def answer():\n    return 41\n++ x\n")
+    refresh(fake_dist)
+    assert "+++ x" in (fake_dist.patch_dir / "pymc/core.py.patch").read_text()
+
+    shutil.rmtree(fake_dist.work_dir)
+    assert assemble(fake_dist) is True
+    assert (fake_dist.work_dir / "pymc/core.py").read_text().endswith("++ x\n")
