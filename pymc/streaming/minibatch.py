@@ -1,0 +1,212 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""``pm.Minibatch(..., streaming=True)``: minibatches read from a source, not held in memory."""
+
+import itertools
+import numbers
+
+import numpy as np
+
+from pytensor.graph.basic import Variable
+from pytensor.tensor import TensorVariable
+
+from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
+from pymc.streaming.errors import SourceDataError
+from pymc.streaming.sources import as_source
+from pymc.streaming.stream import Stream, streams_in
+
+__all__ = ["DEFAULT_PREFETCH", "observed_total_size", "streaming_minibatch"]
+
+DEFAULT_PREFETCH = 4
+"""Batches prepared ahead by the background reader: 4 × 256 rows × 10 float64 ≈ 80 kB."""
+
+_stream_numbers = itertools.count()
+
+
+def _check_count(name: str, value, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return int(value)
+
+
+def _seed_of(random_seed) -> int | None:
+    if random_seed is None:
+        return None
+    if isinstance(random_seed, np.random.Generator):
+        return int(random_seed.integers(2**63))
+    if isinstance(random_seed, np.random.SeedSequence):
+        return int(random_seed.generate_state(2, np.uint64).view(np.uint64)[0])
+    return _check_count("random_seed", random_seed, minimum=0)
+
+
+def streaming_minibatch(
+    *sources,
+    batch_size: int,
+    total_size: int | None = None,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    random_seed: int | np.random.Generator | None = None,
+    prefetch: int = DEFAULT_PREFETCH,
+    check_finite: bool = False,
+) -> TensorVariable | list[TensorVariable]:
+    """Minibatches streamed from a source, refreshed by ``pm.fit`` before every step.
+
+    Reached as ``pm.Minibatch(*sources, batch_size=..., streaming=True, ...)``. Returns one
+    tensor per output of the sources (a single tensor when there is one), each of static shape
+    ``(batch_size, ...)``. Used as observed data, the likelihood is scaled by
+    ``total_size / batch_size`` with ``total_size`` inferred in rows.
+
+    Parameters
+    ----------
+    *sources
+        One source yielding all outputs, or several aligned sources yielding one or more each:
+
+        - numpy arrays and ``np.memmap`` (also pandas and pyarrow tables): the row count is
+          known, and blocks are read in a random order, never loading a memmap whole;
+        - an iterable of chunks, where a chunk is an array, a tuple of arrays (one per output),
+          a pandas DataFrame, or a pyarrow RecordBatch or Table, of any number of rows;
+        - a zero-argument function returning a fresh iterator, or a re-iterable (list, class with
+          ``__iter__``): read again every epoch;
+        - an iterator or generator object: read once; ``pm.fit`` ends, with a logged message,
+          when it has no full batch left.
+    batch_size : int
+        Rows per step. Every step sees exactly this many rows; a batch runs on into the next
+        epoch rather than coming up short.
+    total_size : int, optional
+        Rows in the whole dataset. Needed only when the source cannot tell (iterables other
+        than lists); if it can, a different value is an error.
+    shuffle_buffer : int, default 65_536
+        Rows shuffled together. Memory grows with it (65,536 rows of 10 float64 features are
+        5 MB); so does the quality of the shuffle. A random-access source fills the buffer with
+        16 blocks taken from random places, so with 10,000,000 rows and the default every batch
+        mixes rows from 16 places anywhere in the data, and a dataset smaller than the buffer
+        is shuffled completely each epoch. Other sources shuffle consecutive rows only: a
+        1,000-row buffer over data sorted by outcome still gives batches of nearly equal
+        outcomes, so shuffle such data on disk or use a larger buffer. 0 keeps the source's order.
+    random_seed : int, optional
+        Seeds the shuffles. Without it, each ``pm.fit`` derives the stream's seed from its own
+        ``random_seed``, so a seeded fit is reproducible.
+    prefetch : int, default 4
+        Batches prepared ahead by a background thread, overlapping reading with the gradient
+        step. Memory grows with ``prefetch × batch bytes``. 0 reads in the main thread, between
+        steps.
+    check_finite : bool, default False
+        Raise if the data holds NaN or infinite values, at the cost of one more pass over each
+        batch's floats in the reader. Off, NaNs reach the model and usually show as a NaN loss.
+
+    Returns
+    -------
+    TensorVariable or list of TensorVariable
+
+    Raises
+    ------
+    InvalidSourceError
+        If a source is not something batches can be read from.
+    SourceDataError
+        If the data is ragged, non-numeric, empty, misaligned, or has fewer rows than a batch.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> X, y = np.random.normal(size=(10_000, 3)), np.random.normal(size=10_000)
+    >>> with pm.Model():
+    ...     X_mb, y_mb = pm.Minibatch(X, y, batch_size=100, streaming=True, random_seed=1)
+    ...     beta = pm.Normal("beta", 0, 1, shape=3)
+    ...     obs = pm.Normal("y", X_mb @ beta, 1, observed=y_mb)
+    >>> obs.owner.inputs[1].eval()  # total_size, inferred in rows
+    array(10000)
+    """
+    batch_size = _check_count("batch_size", batch_size, minimum=1)
+    shuffle_buffer = _check_count("shuffle_buffer", shuffle_buffer, minimum=0)
+    prefetch = _check_count("prefetch", prefetch, minimum=0)
+    if total_size is not None:
+        total_size = _check_count("total_size", total_size, minimum=1)
+    seed = _seed_of(random_seed)
+    source = as_source(*sources)
+    if source.num_rows is not None and total_size is not None and total_size != source.num_rows:
+        raise SourceDataError(
+            f"total_size={total_size} but the source has {source.num_rows} rows. Leave "
+            "total_size out: it is inferred from the source."
+        )
+    rows = source.num_rows if source.num_rows is not None else total_size
+    if rows is not None and batch_size > rows:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {rows} rows of the source. Use a "
+            "batch_size of at most the number of rows."
+        )
+    stream = Stream(
+        source,
+        batch_size=batch_size,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        prefetch=prefetch,
+        total_size=total_size,
+        check_finite=bool(check_finite),
+        name=f"stream{next(_stream_numbers)}",
+    )
+    buffers = list(stream.buffers)
+    return buffers if len(buffers) > 1 else buffers[0]
+
+
+def observed_total_size(name: str, observed, total_size):
+    """Infer ``total_size`` (in rows) for an observed variable whose data is streamed.
+
+    Called by ``Model.register_rv``. Returns ``total_size`` unchanged for other data.
+
+    Raises
+    ------
+    SourceDataError
+        If the stream cannot tell its row count and no ``total_size`` is given, or a
+        ``total_size`` given here disagrees with the stream's.
+    """
+    if not isinstance(observed, Variable):
+        return total_size
+    streams = streams_in([observed])
+    if not streams:
+        return total_size
+    given = total_size[0] if isinstance(total_size, list | tuple) else total_size
+    unknown = [stream for stream in streams if stream.num_rows is None]
+    if unknown and given is None:
+        raise SourceDataError(
+            f"Observed variable {name!r} uses a streaming minibatch whose source cannot tell its "
+            "number of rows, so the likelihood cannot be scaled. Pass total_size=<rows in the "
+            "dataset> to pm.Minibatch (or to this variable)."
+        )
+    for stream in unknown:
+        stream.total_size = int(given)
+    sizes = {stream.num_rows for stream in streams}
+    if len(sizes) > 1:
+        raise SourceDataError(
+            f"Observed variable {name!r} uses streams of different lengths ({sorted(sizes)} "
+            "rows); a likelihood term can only be scaled to one dataset size."
+        )
+    rows = sizes.pop()
+    if given is None:
+        return rows
+    if given != rows:
+        raise SourceDataError(
+            f"Observed variable {name!r} has total_size={given}, but its streaming minibatch "
+            f"reads {rows} rows per epoch. Leave total_size out: it is inferred from the stream."
+        )
+    return total_size
+
+
+def unless_streaming(streaming: bool, options: dict) -> None:
+    """Refuse streaming keywords given to the in-memory ``pm.Minibatch``."""
+    if not streaming:
+        raise TypeError(
+            f"pm.Minibatch got {', '.join(sorted(options))}, which only apply with "
+            "streaming=True. Pass streaming=True to read batches from a source, or drop them."
+        )

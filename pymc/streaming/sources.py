@@ -1,0 +1,409 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Source adapters: turn what a user has into aligned chunks of rows, one array per output."""
+
+import itertools
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pymc.streaming.errors import InvalidSourceError, SourceDataError
+
+__all__ = [
+    "ArraySource",
+    "Chunk",
+    "IterableSource",
+    "OutputSpec",
+    "Source",
+    "ZippedSource",
+    "as_source",
+    "to_chunk",
+]
+
+Chunk = tuple[np.ndarray, ...]
+"""Aligned arrays, one per output, all with the same number of rows (leading dimension)."""
+
+_NUMERIC_KINDS = "biuf"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What every chunk of one output looks like: its dtype and its shape after the row axis."""
+
+    dtype: np.dtype
+    row_shape: tuple[int, ...]
+
+    def describe(self) -> str:
+        return f"dtype {self.dtype}, rows of shape {self.row_shape}"
+
+
+class Source(ABC):
+    """A source of aligned chunks and what it knows about itself.
+
+    Adapters for new formats subclass this. The batcher only relies on the attributes below and
+    on :meth:`chunks` (and :meth:`read` when ``random_access`` is true).
+
+    Attributes
+    ----------
+    specs : tuple of OutputSpec
+        One per output, fixed for the life of the source.
+    num_rows : int or None
+        Rows per pass, when the source can tell without reading them all; ``None`` otherwise.
+    restartable : bool
+        Whether :meth:`chunks` can be called again for a new pass (an epoch).
+    random_access : bool
+        Whether :meth:`read` serves any range of rows, which lets the batcher read blocks in a
+        random order.
+    """
+
+    specs: tuple[OutputSpec, ...]
+    num_rows: int | None = None
+    restartable: bool = True
+    random_access: bool = False
+
+    @abstractmethod
+    def chunks(self) -> Iterator[Chunk]:
+        """Iterate over one pass of the data, in storage order."""
+
+    def read(self, start: int, stop: int) -> Chunk:
+        """Read rows ``start:stop`` (sources with ``random_access`` only)."""
+        raise NotImplementedError(f"{self!r} does not allow random access")
+
+    def head(self, rows: int) -> Chunk:
+        """Up to ``rows`` rows from the start of the data, without starting a pass."""
+        raise NotImplementedError
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.specs)
+
+
+def _is_arrow(obj) -> bool:
+    return type(obj).__module__.split(".")[0] == "pyarrow"
+
+
+def _arrow_to_numpy(obj, where: str) -> np.ndarray:
+    """Convert an Arrow array, chunked array, record batch or table; refuse nulls."""
+    columns = obj.columns if hasattr(obj, "columns") else [obj]
+    names = obj.column_names if hasattr(obj, "column_names") else [None]
+    arrays = []
+    for name, column in zip(names, columns):
+        if column.null_count:
+            label = f"column {name!r}" if name is not None else "the array"
+            raise SourceDataError(
+                f"{where}: {label} has {column.null_count} null value(s). Streaming minibatches "
+                "need complete numeric data: drop or impute the nulls in the source."
+            )
+        arrays.append(np.asarray(column.to_numpy(zero_copy_only=False)))
+    if hasattr(obj, "columns"):
+        return np.column_stack(arrays) if arrays else np.empty((obj.num_rows, 0))
+    return arrays[0]
+
+
+def _to_array(obj, where: str) -> np.ndarray:
+    """Convert one output of a chunk to a numpy array with rows on the first axis."""
+    if isinstance(obj, np.ndarray):
+        array = obj
+    elif isinstance(obj, pd.DataFrame | pd.Series):
+        array = obj.to_numpy()
+    elif _is_arrow(obj):
+        array = _arrow_to_numpy(obj, where)
+    elif isinstance(obj, list | range) or np.isscalar(obj):
+        array = np.asarray(obj)
+    else:
+        raise SourceDataError(
+            f"{where}: expected a numpy array, a pandas DataFrame or Series, or a pyarrow array, "
+            f"record batch or table, got {type(obj).__name__}."
+        )
+    if array.ndim == 0:
+        raise SourceDataError(
+            f"{where}: got a scalar; every output needs a leading axis of rows (shape (rows, ...))."
+        )
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise SourceDataError(
+            f"{where}: data of dtype {array.dtype} is not numeric. Convert it to numbers (e.g. "
+            "category codes or dummy columns) before streaming."
+        )
+    return array
+
+
+def to_chunk(obj, where: str = "chunk") -> Chunk:
+    """Normalise one chunk: an array, a tuple of arrays, a DataFrame or an Arrow batch/table.
+
+    Raises
+    ------
+    SourceDataError
+        If the chunk is not numeric or its outputs have different numbers of rows.
+    """
+    if isinstance(obj, tuple):
+        parts = tuple(_to_array(part, f"{where}, output {i}") for i, part in enumerate(obj))
+    else:
+        parts = (_to_array(obj, where),)
+    rows = {len(part) for part in parts}
+    if len(rows) > 1:
+        lengths = ", ".join(str(len(part)) for part in parts)
+        raise SourceDataError(
+            f"{where}: ragged chunk, its outputs have {lengths} rows. Each chunk must hold the same "
+            "rows of every output."
+        )
+    return parts
+
+
+def _spec_of(chunk: Chunk) -> tuple[OutputSpec, ...]:
+    return tuple(OutputSpec(part.dtype, part.shape[1:]) for part in chunk)
+
+
+def _conform(chunk: Chunk, specs: tuple[OutputSpec, ...], where: str) -> Chunk:
+    """Check a chunk against the specs learnt from the first one; cast dtypes of the same kind."""
+    if len(chunk) != len(specs):
+        raise SourceDataError(
+            f"{where}: has {len(chunk)} output(s) where the first chunk had {len(specs)}."
+        )
+    conformed = []
+    for i, (part, spec) in enumerate(zip(chunk, specs)):
+        if part.shape[1:] != spec.row_shape:
+            raise SourceDataError(
+                f"{where}, output {i}: rows of shape {part.shape[1:]} where the first chunk had "
+                f"{spec.row_shape}. Ragged data cannot be batched; pad or reshape it in the source."
+            )
+        if part.dtype != spec.dtype:
+            if not np.can_cast(part.dtype, spec.dtype, casting="same_kind"):
+                raise SourceDataError(
+                    f"{where}, output {i}: dtype {part.dtype} where the first chunk had "
+                    f"{spec.dtype}. Give every chunk the same dtype."
+                )
+            part = part.astype(spec.dtype)
+        conformed.append(part)
+    return tuple(conformed)
+
+
+class ArraySource(Source):
+    """Numpy arrays (including ``np.memmap``): row count known, any block readable at random.
+
+    Reading a block slices the arrays, so a memory-mapped file is read block by block and never
+    loaded whole.
+    """
+
+    random_access = True
+
+    def __init__(self, arrays: Sequence[np.ndarray], *, read_rows: int = 65_536):
+        if not arrays:
+            raise SourceDataError("ArraySource needs at least one array.")
+        lengths = [len(array) for array in arrays]
+        if len(set(lengths)) > 1:
+            raise SourceDataError(
+                f"Aligned sources have different lengths: {', '.join(map(str, lengths))} rows. "
+                "Every output must have one row per observation."
+            )
+        self.arrays = tuple(arrays)
+        self.num_rows = lengths[0]
+        self.specs = _spec_of(self.arrays)
+        self._read_rows = read_rows
+
+    def chunks(self) -> Iterator[Chunk]:
+        for start in range(0, self.num_rows, self._read_rows):
+            yield self.read(start, start + self._read_rows)
+
+    def read(self, start: int, stop: int) -> Chunk:
+        return tuple(np.asarray(array[start:stop]) for array in self.arrays)
+
+    def head(self, rows: int) -> Chunk:
+        return self.read(0, rows)
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{type(a).__name__}{a.shape}" for a in self.arrays)
+        return f"ArraySource({kinds})"
+
+
+class IterableSource(Source):
+    """Chunks from a re-iterable, a zero-argument factory, or a one-shot iterator.
+
+    Parameters
+    ----------
+    obj : iterable, callable or iterator
+        A re-iterable (list, custom class with ``__iter__``) and a factory returning a fresh
+        iterator restart every epoch; an iterator or generator object is read once.
+    num_rows : int, optional
+        Rows per pass, when known. Lists and tuples of chunks are counted; an object with an
+        integer ``num_rows`` attribute reports its own. ``len()`` is never used, because it
+        often counts batches rather than rows.
+    """
+
+    def __init__(self, obj, *, num_rows: int | None = None):
+        self._obj = obj
+        if isinstance(obj, Iterator):
+            self.restartable = False
+            self._describe = f"one-shot iterator {type(obj).__name__}"
+        elif isinstance(obj, Iterable):
+            self._describe = f"re-iterable {type(obj).__name__}"
+        else:
+            self._describe = f"factory {getattr(obj, '__name__', type(obj).__name__)}()"
+        self._passes = 0
+        # The first pass is opened now, to learn the outputs; its first chunk is kept for it.
+        self._first_pass: Iterator | None = self._open()
+        first = next((chunk for chunk in self._first_pass if len(chunk[0])), None)
+        if first is None:
+            raise SourceDataError(f"The source ({self._describe}) yielded no rows.")
+        self.specs = _spec_of(first)
+        self._first_chunk = first
+        if num_rows is None and isinstance(obj, list | tuple):
+            num_rows = sum(len(to_chunk(chunk)[0]) for chunk in obj)
+        if num_rows is None and isinstance(getattr(obj, "num_rows", None), int):
+            num_rows = obj.num_rows
+        self.num_rows = num_rows
+
+    def _open(self) -> Iterator[Chunk]:
+        if not self.restartable and self._passes:
+            raise SourceDataError(
+                f"The source ({self._describe}) is a one-shot iterator and has been read to its "
+                "end. Pass a list, a re-iterable or a zero-argument function returning a fresh "
+                "iterator to read it again."
+            )
+        self._passes += 1
+        obj = self._obj
+        if isinstance(obj, Iterator):
+            raw = obj
+        elif isinstance(obj, Iterable):
+            raw = iter(obj)
+        else:
+            raw = obj()
+            if not isinstance(raw, Iterable):
+                raise InvalidSourceError(
+                    f"The source factory {self._describe} returned {type(raw).__name__}; it must "
+                    "return an iterator of chunks."
+                )
+            raw = iter(raw)
+        return (to_chunk(chunk, f"chunk {i} of {self._describe}") for i, chunk in enumerate(raw))
+
+    def chunks(self) -> Iterator[Chunk]:
+        if self._first_pass is not None:
+            rest, self._first_pass = self._first_pass, None
+            return self._checked(itertools.chain([self._first_chunk], rest))
+        return self._checked(self._open())
+
+    def _checked(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+        for i, chunk in enumerate(chunks):
+            if len(chunk[0]):
+                yield _conform(chunk, self.specs, f"chunk {i} of {self._describe}")
+
+    def head(self, rows: int) -> Chunk:
+        return tuple(part[:rows] for part in self._first_chunk)
+
+    def __repr__(self) -> str:
+        return f"IterableSource({self._describe})"
+
+
+class ZippedSource(Source):
+    """Several sources read side by side as one, row for row, whatever their chunkings."""
+
+    def __init__(self, sources: Sequence[Source]):
+        self.sources = tuple(sources)
+        self.specs = tuple(spec for source in self.sources for spec in source.specs)
+        self.restartable = all(source.restartable for source in self.sources)
+        counts = [source.num_rows for source in self.sources]
+        known = {count for count in counts if count is not None}
+        if len(known) > 1:
+            raise SourceDataError(
+                "Aligned sources have different lengths: "
+                f"{', '.join('unknown' if c is None else str(c) for c in counts)} rows. Every "
+                "output must have one row per observation."
+            )
+        self.num_rows = known.pop() if known else None
+
+    def chunks(self) -> Iterator[Chunk]:
+        iterators = [source.chunks() for source in self.sources]
+        pending: list[Chunk | None] = [None] * len(iterators)
+        rows_done = 0
+        while True:
+            for i, iterator in enumerate(iterators):
+                if pending[i] is None:
+                    pending[i] = next(iterator, None)
+            ended = [chunk is None for chunk in pending]
+            if all(ended):
+                return
+            if any(ended):
+                raise SourceDataError(
+                    f"Aligned sources have different lengths: source(s) "
+                    f"{[i for i, e in enumerate(ended) if e]} ended after {rows_done} rows while "
+                    f"source(s) {[i for i, e in enumerate(ended) if not e]} had more."
+                )
+            take = min(len(chunk[0]) for chunk in pending)
+            out: list[np.ndarray] = []
+            for i, chunk in enumerate(pending):
+                out.extend(part[:take] for part in chunk)
+                rest = tuple(part[take:] for part in chunk)
+                pending[i] = rest if len(rest[0]) else None
+            rows_done += take
+            yield tuple(out)
+
+    def head(self, rows: int) -> Chunk:
+        heads = [source.head(rows) for source in self.sources]
+        take = min(len(head[0]) for head in heads)
+        return tuple(part[:take] for head in heads for part in head)
+
+    def __repr__(self) -> str:
+        return f"ZippedSource({', '.join(map(repr, self.sources))})"
+
+
+def _array_like(obj) -> bool:
+    return isinstance(obj, np.ndarray | pd.DataFrame | pd.Series) or (
+        _is_arrow(obj) and (hasattr(obj, "to_numpy") or hasattr(obj, "column_names"))
+    )
+
+
+def _single_source(obj, position: int) -> Source:
+    from pytensor.graph.basic import Variable
+
+    if isinstance(obj, Source):
+        return obj
+    if _array_like(obj):
+        return ArraySource([_to_array(obj, f"source {position}")])
+    if isinstance(obj, Variable):
+        raise InvalidSourceError(
+            f"Source {position} is a PyTensor variable ({obj}). streaming=True reads batches from "
+            "data outside the graph: pass the numpy array, an iterable of chunks or a function "
+            "returning one, or use streaming=False for data already in the model."
+        )
+    if isinstance(obj, str | bytes | dict | set) or obj is None or np.isscalar(obj):
+        raise InvalidSourceError(
+            f"Source {position} is a {type(obj).__name__} ({obj!r:.60}), which streaming=True "
+            "cannot read. Pass numpy arrays or memmaps, an iterable of chunks (arrays, tuples of "
+            "arrays, DataFrames, Arrow record batches), or a zero-argument function returning "
+            "such an iterator."
+        )
+    if isinstance(obj, Iterable) or callable(obj):
+        return IterableSource(obj)
+    raise InvalidSourceError(
+        f"Source {position} is a {type(obj).__name__}, which is neither an array, an iterable "
+        "of chunks nor a function returning one."
+    )
+
+
+def as_source(*objs) -> Source:
+    """Adapt one or more user objects to a :class:`Source`.
+
+    Several objects are aligned row by row, and each contributes its outputs in order.
+    """
+    if not objs:
+        raise InvalidSourceError("pm.Minibatch(..., streaming=True) needs at least one source.")
+    sources = [_single_source(obj, i) for i, obj in enumerate(objs)]
+    if len(sources) == 1:
+        return sources[0]
+    if all(type(source) is ArraySource for source in sources):
+        return ArraySource([array for source in sources for array in source.arrays])
+    return ZippedSource(sources)

@@ -1,0 +1,289 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""A stream: the batches of a source, fed to PyTensor shared buffers that the model observes."""
+
+import collections
+
+from collections.abc import Iterable
+
+import numpy as np
+import pytensor.tensor as pt
+
+from pytensor.graph.basic import Variable
+from pytensor.graph.traversal import ancestors
+from pytensor.tensor.sharedvar import TensorSharedVariable
+
+from pymc.streaming.batching import Batcher, BatcherState
+from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
+from pymc.streaming.sources import Chunk, Source
+
+__all__ = ["Stream", "StreamBuffer", "StreamExhausted", "get_stream", "streams_in"]
+
+
+class StreamExhausted(Exception):
+    """A one-shot stream has no full batch left."""
+
+
+class StreamBuffer(TensorSharedVariable):
+    """A shared variable holding the current batch of one output of a :class:`Stream`.
+
+    Its own class makes streamed data recognisable in any graph: ``total_size`` is inferred from
+    it, ``pm.fit`` refreshes it, and MCMC refuses it. The stream lives in ``tag``, which PyTensor
+    copies when it clones the variable.
+    """
+
+    @property
+    def stream(self) -> "Stream":
+        return self.tag.stream
+
+    @property
+    def output(self) -> int:
+        return self.tag.stream_output
+
+
+class Stream:
+    """Batches of a source, delivered into shared buffers before each step of a fit.
+
+    Created by ``pm.Minibatch(..., streaming=True)``; see
+    :func:`pymc.streaming.streaming_minibatch` for the options. Reading runs in a background
+    thread only while a fit uses the stream; outside a fit, :meth:`next_batch` reads in the
+    calling thread.
+
+    The position is a plain dict, ``{"seed", "epoch", "offset"}`` (:meth:`get_state`): restoring
+    it into a stream over the same source with the same options (:meth:`set_state`) continues
+    the identical batch sequence, and the next ``pm.fit`` starts from it.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        batch_size: int,
+        shuffle_buffer: int,
+        seed: int | None,
+        prefetch: int,
+        total_size: int | None,
+        check_finite: bool,
+        name: str,
+    ):
+        self.source = source
+        self.batch_size = batch_size
+        self.shuffle_buffer = shuffle_buffer
+        self.prefetch = prefetch
+        self.total_size = total_size
+        self.check_finite = check_finite
+        self.name = name
+        self.seed_given = seed is not None
+        self._state: BatcherState = {
+            "seed": seed if seed is not None else int(np.random.SeedSequence().entropy),
+            "epoch": 0,
+            "offset": 0,
+        }
+        self._positioned = False
+        self._batcher: Batcher | None = None
+        self._reader: Prefetcher | None = None
+        self._pending: collections.deque = collections.deque()
+        self.steps = 0
+        self.buffers = tuple(
+            self._make_buffer(i, part) for i, part in enumerate(self._initial_batch())
+        )
+
+    # --- the graph side -------------------------------------------------------------------
+    def _initial_batch(self) -> Chunk:
+        """The first rows of the source, repeated to a full batch: valid data before any step."""
+        head = self.source.head(self.batch_size)
+        rows = np.arange(self.batch_size) % len(head[0])
+        return tuple(np.ascontiguousarray(part[rows]) for part in head)
+
+    def _make_buffer(self, output: int, value: np.ndarray) -> StreamBuffer:
+        tensor_type = pt.TensorType(value.dtype, shape=value.shape)
+        buffer = StreamBuffer(
+            type=tensor_type, value=value, strict=False, name=f"{self.name}.{output}"
+        )
+        buffer.tag.stream = self
+        buffer.tag.stream_output = output
+        return buffer
+
+    # --- position -------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self._state["epoch"]
+
+    @property
+    def seed(self) -> int:
+        return self._state["seed"]
+
+    def get_state(self) -> BatcherState:
+        """Return the position after the last batch delivered, as a plain dict."""
+        return dict(self._state)
+
+    def set_state(self, state: BatcherState) -> None:
+        """Continue from a position returned by :meth:`get_state`.
+
+        The next ``pm.fit`` continues from here rather than starting the stream over.
+        """
+        if not isinstance(state, dict) or set(state) != {"seed", "epoch", "offset"}:
+            raise ValueError(
+                f"A stream state is a dict with keys 'seed', 'epoch' and 'offset', got {state!r}. "
+                "Pass what Stream.get_state() returned."
+            )
+        if any(not isinstance(v, int | np.integer) or v < 0 for v in state.values()):
+            raise ValueError(f"Stream state values must be non-negative integers, got {state!r}.")
+        if not self.source.restartable and state != self._state:
+            raise ValueError(
+                f"Stream {self.name!r} reads a one-shot iterator, which cannot go back to "
+                f"{state!r}; it is at {self._state!r}. Use a re-iterable source to resume."
+            )
+        self._reposition({key: int(value) for key, value in state.items()})
+        self._positioned = True
+
+    def restart(self, seed: int | None = None) -> None:
+        """Go back to the start of epoch 0, optionally with a new seed for the shuffles."""
+        if not self.source.restartable:
+            return
+        self._reposition({"seed": self.seed if seed is None else seed, "epoch": 0, "offset": 0})
+
+    def _reposition(self, state: BatcherState) -> None:
+        self.stop_reading()
+        self._pending.clear()
+        self._batcher = None
+        self._state = state
+
+    def begin_fit(self, derive_seed) -> None:
+        """Start the stream over for a new fit, as ``pm.fit`` reseeds PyMC's random generators.
+
+        A position set with :meth:`set_state` since the last fit is kept instead. Without a
+        ``random_seed`` of its own, the stream takes its seed from ``derive_seed()``, which the
+        fit draws from its own ``random_seed``.
+        """
+        if self._positioned:
+            self._positioned = False
+            return
+        needs_seed = not self.seed_given and self.shuffle_buffer > 0
+        self.restart(seed=int(derive_seed()) if needs_seed else None)
+
+    # --- reading --------------------------------------------------------------------------
+    def _new_batcher(self) -> Batcher:
+        return Batcher(
+            self.source,
+            batch_size=self.batch_size,
+            shuffle_buffer=self.shuffle_buffer,
+            state=self._state,
+            expected_rows=self.total_size,
+            check_finite=self.check_finite,
+        )
+
+    def start_reading(self) -> None:
+        """Start the background reader (when ``prefetch`` > 0); idempotent."""
+        if self.prefetch and self._reader is None:
+            if self._batcher is None:
+                self._batcher = self._new_batcher()
+            self._reader = Prefetcher(
+                self._batcher, depth=self.prefetch, name=f"pymc-stream-{self.name}"
+            )
+
+    def stop_reading(self) -> None:
+        """Stop the background reader, keeping the batches it prepared for the next read."""
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            self._pending.extend(reader.stop())
+
+    def _next_item(self):
+        if self._pending:
+            return self._pending.popleft()
+        if self._reader is not None:
+            return self._reader.get()
+        if self._batcher is None:
+            self._batcher = self._new_batcher()
+        try:
+            return next(self._batcher)
+        except StopIteration:
+            return Exhausted()
+        except BaseException as error:
+            return Failed(error)
+
+    def next_batch(self) -> Chunk:
+        """Return the next batch, one array per output.
+
+        Raises
+        ------
+        StreamExhausted
+            When a one-shot source has no full batch left.
+        Exception
+            Whatever the source raised, with its original type and traceback.
+        """
+        item = self._next_item()
+        if isinstance(item, Exhausted):
+            self._pending.appendleft(item)  # stays exhausted
+            raise StreamExhausted(
+                f"Stream {self.name!r} reached the end of its one-shot source after {self.steps} "
+                f"batches"
+            )
+        if isinstance(item, Failed):
+            # Start over from the last good position if the stream is used again.
+            self.stop_reading()
+            self._pending.clear()
+            self._batcher = None
+            raise item.error
+        batch, self._state = item
+        self.steps += 1
+        return batch
+
+    def refresh(self) -> None:
+        """Put the next batch into the buffers."""
+        for buffer, part in zip(self.buffers, self.next_batch()):
+            buffer.set_value(part, borrow=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"Stream({self.name!r}, {self.source!r}, batch_size={self.batch_size}, "
+            f"rows={self.num_rows}, state={self._state})"
+        )
+
+    @property
+    def num_rows(self) -> int | None:
+        """Rows per epoch: the source's count, or the ``total_size`` given for it."""
+        return self.source.num_rows if self.source.num_rows is not None else self.total_size
+
+
+def streams_in(variables: Iterable[Variable]) -> list[Stream]:
+    """The streams whose buffers the graphs of ``variables`` read, in order of first use."""
+    found: dict[int, Stream] = {}
+    for var in ancestors(list(variables)):
+        if isinstance(var, StreamBuffer):
+            found.setdefault(id(var.stream), var.stream)
+    return list(found.values())
+
+
+def get_stream(variable: Variable) -> Stream:
+    """Return the stream behind a streaming minibatch variable (or a graph that uses one).
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> x_mb = pm.Minibatch(np.arange(1000.0), batch_size=10, streaming=True, random_seed=1)
+    >>> stream = pm.streaming.get_stream(x_mb)
+    >>> state = stream.get_state()
+    >>> first = stream.next_batch()[0]
+    >>> stream.set_state(state)
+    >>> bool((stream.next_batch()[0] == first).all())
+    True
+    """
+    streams = streams_in([variable])
+    if len(streams) != 1:
+        raise ValueError(
+            f"{variable} uses {len(streams)} streams; get_stream needs a variable made by "
+            "pm.Minibatch(..., streaming=True) or a graph using exactly one of them."
+        )
+    return streams[0]
