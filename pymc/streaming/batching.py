@@ -96,6 +96,8 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         self._windows: Iterator[Chunk] | None = None
         self._window: Chunk = ()
         self._position = 0
+        # Data in memory: windows hold row numbers, and each batch is gathered in one copy.
+        self._gather = source.take if source.random_access and source.gathers_rows else None
 
     @property
     def state(self) -> BatcherState:
@@ -114,7 +116,12 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
             self._position = stop
             self.offset += take
             needed -= take
-        return _concat(pieces), self.state
+        batch = _concat(pieces)
+        if self._gather is not None:
+            batch = self._gather(batch[0])
+            if self.check_finite:
+                self._check_finite(batch, self.epoch)
+        return batch, self.state
 
     def _next_window(self) -> Chunk:
         while True:
@@ -149,7 +156,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         self._windows = None
 
     def _shuffled(self, window: Chunk, epoch: int, index: int) -> Chunk:
-        if self.check_finite:
+        if self.check_finite and self._gather is None:
             self._check_finite(window, epoch)
         if not self.shuffle_buffer:
             return window
@@ -196,6 +203,8 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
             rows = sum(min(block_rows, n - s) for s in group)
 
             def read(group=group) -> Chunk:
+                if self._gather is not None:
+                    return (np.concatenate([np.arange(s, min(s + block_rows, n)) for s in group]),)
                 return _concat([self.source.read(s, s + block_rows) for s in group])
 
             yield rows, read

@@ -28,8 +28,8 @@ from pymc.streaming.stream import Stream, streams_in
 
 __all__ = ["DEFAULT_PREFETCH", "observed_total_size", "streaming_minibatch"]
 
-DEFAULT_PREFETCH = 4
-"""Batches prepared ahead by the background reader: 4 × 256 rows × 10 float64 ≈ 80 kB."""
+DEFAULT_PREFETCH = 16
+"""Batches prepared ahead by the background reader: 16 × 256 rows × 10 float64 ≈ 330 kB."""
 
 _stream_numbers = itertools.count()
 
@@ -98,7 +98,7 @@ def streaming_minibatch(
     random_seed : int, optional
         Seeds the shuffles. Without it, each ``pm.fit`` derives the stream's seed from its own
         ``random_seed``, so a seeded fit is reproducible.
-    prefetch : int, default 4
+    prefetch : int, default 16
         Batches prepared ahead by a background thread, overlapping reading with the gradient
         step. Memory grows with ``prefetch × batch bytes``. 0 reads in the main thread, between
         steps.

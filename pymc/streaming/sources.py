@@ -69,12 +69,16 @@ class Source(ABC):
     random_access : bool
         Whether :meth:`read` serves any range of rows, which lets the batcher read blocks in a
         random order.
+    gathers_rows : bool
+        Whether :meth:`take` gathers arbitrary rows cheaply (data in memory): the batcher then
+        gathers each batch directly instead of materialising shuffle windows.
     """
 
     specs: tuple[OutputSpec, ...]
     num_rows: int | None = None
     restartable: bool = True
     random_access: bool = False
+    gathers_rows: bool = False
 
     @abstractmethod
     def chunks(self) -> Iterator[Chunk]:
@@ -83,6 +87,10 @@ class Source(ABC):
     def read(self, start: int, stop: int) -> Chunk:
         """Read rows ``start:stop`` (sources with ``random_access`` only)."""
         raise NotImplementedError(f"{self!r} does not allow random access")
+
+    def take(self, rows: np.ndarray) -> Chunk:
+        """Gather the given rows (sources with ``gathers_rows`` only)."""
+        raise NotImplementedError(f"{self!r} does not gather rows")
 
     def head(self, rows: int) -> Chunk:
         """Up to ``rows`` rows from the start of the data, without starting a pass."""
@@ -214,6 +222,8 @@ class ArraySource(Source):
         self.num_rows = lengths[0]
         self.specs = _spec_of(self.arrays)
         self._read_rows = read_rows
+        # A memmap is better read block by block, in order, than gathered row by row.
+        self.gathers_rows = not any(isinstance(array, np.memmap) for array in self.arrays)
 
     def chunks(self) -> Iterator[Chunk]:
         for start in range(0, self.num_rows, self._read_rows):
@@ -221,6 +231,9 @@ class ArraySource(Source):
 
     def read(self, start: int, stop: int) -> Chunk:
         return tuple(np.asarray(array[start:stop]) for array in self.arrays)
+
+    def take(self, rows: np.ndarray) -> Chunk:
+        return tuple(np.take(array, rows, axis=0) for array in self.arrays)
 
     def head(self, rows: int) -> Chunk:
         return self.read(0, rows)

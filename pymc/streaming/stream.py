@@ -15,7 +15,7 @@
 
 import collections
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pytensor.tensor as pt
@@ -107,7 +107,7 @@ class Stream:
         return tuple(np.ascontiguousarray(part[rows]) for part in head)
 
     def _make_buffer(self, output: int, value: np.ndarray) -> StreamBuffer:
-        tensor_type = pt.TensorType(value.dtype, shape=value.shape)
+        tensor_type = pt.TensorType(value.dtype, shape=(None,) * value.ndim)
         buffer = StreamBuffer(
             type=tensor_type, value=value, strict=False, name=f"{self.name}.{output}"
         )
@@ -189,21 +189,29 @@ class Stream:
         if self.prefetch and self._reader is None:
             if self._batcher is None:
                 self._batcher = self._new_batcher()
+            # Batches travel in groups, two groups deep: one lock round trip per group keeps the
+            # main thread's share of the reading to a buffer swap.
+            group = max(1, self.prefetch // 2)
             self._reader = Prefetcher(
-                self._batcher, depth=self.prefetch, name=f"pymc-stream-{self.name}"
+                _grouped(self._batcher, group), depth=2, name=f"pymc-stream-{self.name}"
             )
 
     def stop_reading(self) -> None:
         """Stop the background reader, keeping the batches it prepared for the next read."""
         if self._reader is not None:
             reader, self._reader = self._reader, None
-            self._pending.extend(reader.stop())
+            for group in reader.stop():
+                self._pending.extend(group)
 
     def _next_item(self):
         if self._pending:
             return self._pending.popleft()
         if self._reader is not None:
-            return self._reader.get()
+            group = self._reader.get()
+            if not isinstance(group, list):  # the reader was stopped or failed outside a batch
+                return group
+            self._pending.extend(group)
+            return self._pending.popleft()
         if self._batcher is None:
             self._batcher = self._new_batcher()
         try:
@@ -243,7 +251,8 @@ class Stream:
     def refresh(self) -> None:
         """Put the next batch into the buffers."""
         for buffer, part in zip(self.buffers, self.next_batch()):
-            buffer.set_value(part, borrow=True)
+            # The batcher guarantees dtype and shape, so skip set_value's filter: a plain swap.
+            buffer.container.storage[0] = part
 
     def __repr__(self) -> str:
         return (
@@ -255,6 +264,22 @@ class Stream:
     def num_rows(self) -> int | None:
         """Rows per epoch: the source's count, or the ``total_size`` given for it."""
         return self.source.num_rows if self.source.num_rows is not None else self.total_size
+
+
+def _grouped(batcher: Batcher, size: int) -> Iterator[list]:
+    """Lists of up to ``size`` items of ``batcher``, ending with an end or failure marker."""
+    while True:
+        items: list = []
+        try:
+            while len(items) < size:
+                items.append(next(batcher))
+        except StopIteration:
+            yield [*items, Exhausted()]
+            return
+        except BaseException as error:  # delivered after the batches before it
+            yield [*items, Failed(error)]
+            return
+        yield items
 
 
 def streams_in(variables: Iterable[Variable]) -> list[Stream]:

@@ -1,0 +1,176 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+import itertools
+
+import numpy as np
+import pytest
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pymc.streaming.batching import Batcher
+from pymc.streaming.errors import SourceDataError
+from pymc.streaming.sources import as_source
+
+
+def make_batcher(source, batch_size, shuffle_buffer=0, seed=0, **kwargs):
+    state = {"seed": seed, "epoch": 0, "offset": 0}
+    return Batcher(
+        source, batch_size=batch_size, shuffle_buffer=shuffle_buffer, state=state, **kwargs
+    )
+
+
+def chunked(n_rows, cuts):
+    """Row ids as an X of shape (n, 2) and a y, cut into chunks at ``cuts``."""
+    ids = np.arange(n_rows)
+    X = np.column_stack([ids, -ids]).astype(float)
+    bounds = [0, *sorted(set(cuts)), n_rows]
+    return [(X[a:b], ids[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+@st.composite
+def streams(draw):
+    n_rows = draw(st.integers(1, 300))
+    cuts = draw(st.lists(st.integers(1, max(1, n_rows - 1)), max_size=12))
+    chunks = chunked(n_rows, cuts)
+    kind = draw(st.sampled_from(["array", "list", "factory", "aligned-factories"]))
+    if kind == "array":
+        X = np.concatenate([c[0] for c in chunks])
+        source = as_source(X, X[:, 0].astype(int))
+    elif kind == "list":
+        source = as_source(chunks)
+    elif kind == "factory":
+        source = as_source(lambda: iter(chunks))
+    else:  # two aligned sources, chunked differently
+        other = chunked(n_rows, draw(st.lists(st.integers(1, max(1, n_rows - 1)), max_size=5)))
+        source = as_source(lambda: (c[0] for c in chunks), lambda: (c[1] for c in other))
+    batch_size = draw(st.integers(1, n_rows))
+    shuffle_buffer = draw(st.sampled_from([0, 1, 7, 64, 100_000]))
+    return source, n_rows, batch_size, shuffle_buffer, draw(st.integers(0, 2**32))
+
+
+@settings(max_examples=150, deadline=None)
+@given(streams())
+def test_every_row_once_per_epoch_aligned_in_full_batches(case):
+    source, n_rows, batch_size, shuffle_buffer, seed = case
+    batcher = make_batcher(source, batch_size, shuffle_buffer, seed, expected_rows=n_rows)
+    epochs = 3
+    n_batches = -(-epochs * n_rows // batch_size)
+    rows, ids = [], []
+    for _ in range(n_batches):
+        (X, y), _ = next(batcher)
+        assert X.shape == (batch_size, 2) and y.shape == (batch_size,)
+        np.testing.assert_array_equal(X[:, 0], y)  # aligned
+        np.testing.assert_array_equal(X[:, 1], -y)
+        ids.append(y)
+    ids = np.concatenate(ids)
+    for epoch in range(epochs):
+        rows = ids[epoch * n_rows : (epoch + 1) * n_rows]
+        np.testing.assert_array_equal(np.sort(rows), np.arange(n_rows))
+
+
+@settings(max_examples=100, deadline=None)
+@given(streams(), st.integers(0, 40))
+def test_restoring_a_state_continues_identically(case, stop_after):
+    source, n_rows, batch_size, shuffle_buffer, seed = case
+    batcher = make_batcher(source, batch_size, shuffle_buffer, seed)
+    state = {"seed": seed, "epoch": 0, "offset": 0}
+    for _ in range(stop_after):
+        _, state = next(batcher)
+    rest = [next(batcher) for _ in range(10)]
+    restored = Batcher(source, batch_size=batch_size, shuffle_buffer=shuffle_buffer, state=state)
+    for (batch, after), (again, after_again) in zip(rest, (next(restored) for _ in range(10))):
+        assert after == after_again
+        for part, part_again in zip(batch, again):
+            np.testing.assert_array_equal(part, part_again)
+
+
+def test_without_shuffling_batches_follow_storage_order_across_epochs():
+    source = as_source(chunked(10, [3, 4, 9]))
+    batcher = make_batcher(source, 4)
+    ids = [next(batcher)[0][1].tolist() for _ in range(5)]
+    assert ids == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1], [2, 3, 4, 5], [6, 7, 8, 9]]
+
+
+def test_states_count_rows_within_epochs():
+    batcher = make_batcher(as_source(np.arange(10)), 4, seed=7)
+    assert [next(batcher)[1] for _ in range(3)] == [
+        {"seed": 7, "epoch": 0, "offset": 4},
+        {"seed": 7, "epoch": 0, "offset": 8},
+        {"seed": 7, "epoch": 1, "offset": 2},
+    ]
+
+
+@pytest.mark.parametrize("kind", ["array", "memmap", "factory"])
+def test_shuffling_is_seeded_and_mixes_sorted_data(kind, tmp_path):
+    n = 20_000
+    y = np.sort(np.random.default_rng(0).normal(size=n))  # stored sorted by the outcome
+    if kind == "memmap":
+        np.save(tmp_path / "y.npy", y)
+        source = as_source(np.load(tmp_path / "y.npy", mmap_mode="r"))
+    elif kind == "array":
+        source = as_source(y)
+    else:
+        source = as_source(lambda: (y[i : i + 1000] for i in range(0, n, 1000)))
+
+    def first_batches(seed):
+        batcher = make_batcher(source, 500, shuffle_buffer=n, seed=seed)
+        return [next(batcher)[0][0] for _ in range(4)]
+
+    batches = first_batches(1)
+    for batch, again in zip(batches, first_batches(1)):
+        np.testing.assert_array_equal(batch, again)
+    assert not np.array_equal(batches[0], first_batches(2)[0])
+    # A batch of a full shuffle looks like the data, not like one end of the sorted order.
+    for batch in batches:
+        assert abs(batch.mean()) < 0.25 and 0.8 < batch.std() < 1.2
+
+
+def test_random_access_block_order_mixes_beyond_one_window():
+    n = 100_000
+    batcher = make_batcher(as_source(np.arange(n)), 1000, shuffle_buffer=1600, seed=3)
+    batch = next(batcher)[0][0]
+    # 16 blocks of 100 rows from anywhere in the data, not the first 1,600 rows.
+    assert len(np.unique(batch // 100)) == 16 and batch.max() > n // 2
+
+
+def test_one_shot_source_stops_and_drops_the_partial_batch():
+    batcher = make_batcher(as_source(iter(chunked(10, [3]))), 4)
+    assert len([batch for batch, _ in batcher]) == 2
+
+
+def test_epoch_row_count_must_match_total_size():
+    batcher = make_batcher(as_source(lambda: iter(chunked(10, [5]))), 4, expected_rows=12)
+    with pytest.raises(SourceDataError, match="yielded 10 rows in epoch 0, but the stream expects 12"):
+        for _ in range(4):
+            next(batcher)
+
+
+def test_epoch_smaller_than_a_batch_is_refused():
+    batcher = make_batcher(as_source(lambda: iter(chunked(3, []))), 4)
+    with pytest.raises(SourceDataError, match="has 3 rows, fewer than batch_size=4"):
+        next(batcher)
+
+
+@pytest.mark.parametrize("kind", ["array", "factory"])
+def test_check_finite_reports_nan(kind):
+    X = np.ones((50, 2))
+    X[33, 1] = np.nan
+    source = as_source(X) if kind == "array" else as_source(lambda: iter([X[:20], X[20:]]))
+    unchecked = make_batcher(source, 50)
+    assert np.isnan(next(unchecked)[0][0]).sum() == 1
+    checked = make_batcher(source, 10, shuffle_buffer=64, check_finite=True)
+    with pytest.raises(SourceDataError, match="Output 0 .* has 1 NaN or infinite value"):
+        for _ in range(5):
+            next(checked)
