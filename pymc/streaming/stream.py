@@ -201,7 +201,7 @@ class Stream:
         if self._reader is not None:
             reader, self._reader = self._reader, None
             for group in reader.stop():
-                self._pending.extend(group)
+                self._pending.extend(group if isinstance(group, list) else [group])
 
     def _next_item(self):
         if self._pending:

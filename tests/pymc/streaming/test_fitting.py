@@ -1,0 +1,239 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+import logging
+import re
+import threading
+import traceback
+
+import numpy as np
+import pytest
+
+import pymc as pm
+
+from pymc.streaming import get_stream
+from pymc.streaming.fitting import progress_columns
+from pymc.variational.callbacks import CheckParametersConvergence
+
+N = 600
+RNG = np.random.default_rng(1)
+X = RNG.normal(size=(N, 2))
+Y = X @ [1.0, -2.0] + RNG.normal(size=N)
+
+
+def reader_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("pymc-stream")]
+
+
+def regression(source=(X, Y), **minibatch):
+    minibatch.setdefault("batch_size", 50)
+    with pm.Model() as model:
+        X_mb, y_mb = pm.Minibatch(*source, streaming=True, **minibatch)
+        beta = pm.Normal("beta", 0, 10, shape=2)
+        sigma = pm.HalfNormal("sigma", 2)
+        pm.Normal("y", X_mb @ beta, sigma, observed=y_mb)
+    return model, get_stream(X_mb)
+
+
+class BatchLog:
+    """A callback recording the rows each step saw (the buffer after the step)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.batches = []
+
+    def __call__(self, approx, loss, i):
+        self.batches.append(self.stream.buffers[1].get_value().copy())
+
+
+def test_streaming_advi_equals_a_hand_written_set_value_loop_exactly():
+    chunks = [(X[i : i + 37], Y[i : i + 37]) for i in range(0, N, 37)]
+    batch_size, steps = 50, 200
+    model, _ = regression([chunks], batch_size=batch_size, shuffle_buffer=0)
+    with model:
+        streamed = pm.fit(steps, random_seed=3, progressbar=False)
+
+    order = np.arange(steps * batch_size) % N  # storage order, continuing into the next epoch
+    with pm.Model():
+        X_data = pm.Data("X", X[order[:batch_size]])
+        y_data = pm.Data("y_data", Y[order[:batch_size]])
+        beta = pm.Normal("beta", 0, 10, shape=2)
+        sigma = pm.HalfNormal("sigma", 2)
+        pm.Normal("y", X_data @ beta, sigma, observed=y_data, total_size=N)
+
+        def next_batch(approx, loss, i):
+            rows = order[i * batch_size : (i + 1) * batch_size]
+            X_data.set_value(X[rows])
+            y_data.set_value(Y[rows])
+
+        by_hand = pm.fit(steps, random_seed=3, progressbar=False, callbacks=[next_batch])
+    for ours, theirs in zip(streamed.params, by_hand.params):
+        np.testing.assert_array_equal(ours.get_value(), theirs.get_value())
+    np.testing.assert_array_equal(streamed.hist, by_hand.hist)
+
+
+@pytest.mark.parametrize("method", ["advi", "fullrank_advi", "svgd", "asvgd"])
+def test_every_method_sees_a_fresh_batch_each_step(method):
+    model, stream = regression(batch_size=40, random_seed=2)
+    log = BatchLog(stream)
+    with model:
+        pm.fit(30, method=method, progressbar=False, callbacks=[log], random_seed=1)
+    assert len(log.batches) == 30 and stream.steps == 30
+    seen = np.concatenate(log.batches[:15])  # one epoch: 600 rows
+    np.testing.assert_array_equal(np.sort(seen), np.sort(Y))
+    assert not reader_threads()
+
+
+@pytest.mark.parametrize("backend", ["c", "numba"])
+def test_backends(backend):
+    model, stream = regression(batch_size=60, random_seed=5)
+    with model:
+        approx = pm.fit(50, backend=backend, progressbar=False, random_seed=1)
+    assert stream.steps == 50 and np.isfinite(approx.mean.eval()).all()
+
+
+def test_refine_continues_the_stream_and_fit_starts_it_over():
+    model, stream = regression(random_seed=8)
+    with model:
+        inference = pm.ADVI(random_seed=1)
+        log = BatchLog(stream)
+        inference.fit(20, progressbar=False, callbacks=[log])
+        after_fit = stream.get_state()
+        inference.refine(10, progressbar=False)
+        assert stream.steps == 30 and len(log.batches) == 30
+        assert stream.get_state()["offset"] != after_fit["offset"] or stream.epoch > 0
+        first = log.batches[0]
+        inference.fit(1, progressbar=False, callbacks=[log])
+    np.testing.assert_array_equal(log.batches[-1], first)
+
+
+def test_callbacks_such_as_convergence_checks_still_stop_the_fit():
+    model, stream = regression(random_seed=1)
+    with model:
+        pm.fit(
+            100_000,
+            progressbar=False,
+            random_seed=1,
+            callbacks=[CheckParametersConvergence(every=50, tolerance=0.5)],
+        )
+    assert 0 < stream.steps < 100_000
+    assert not reader_threads()
+
+
+@pytest.mark.parametrize("prefetch", [0, 16])
+def test_same_seed_same_batches_and_parameters(prefetch):
+    def fit():
+        model, _ = regression(prefetch=prefetch)  # the stream's seed comes from pm.fit's
+        with model:
+            return pm.fit(200, random_seed=11, progressbar=False).mean.eval()
+
+    first = fit()
+    np.testing.assert_array_equal(first, fit())
+    model, _ = regression(prefetch=prefetch)
+    with model:
+        other = pm.fit(200, random_seed=12, progressbar=False).mean.eval()
+    assert not np.array_equal(first, other)
+
+
+def test_prefetching_does_not_change_the_fit():
+    fits = []
+    for prefetch in (0, 1, 16):
+        model, _ = regression(prefetch=prefetch, random_seed=3)
+        with model:
+            fits.append(pm.fit(150, random_seed=2, progressbar=False).mean.eval())
+    np.testing.assert_array_equal(fits[0], fits[1])
+    np.testing.assert_array_equal(fits[0], fits[2])
+
+
+@pytest.mark.parametrize("stop_at", [1, 13, 29])
+def test_restored_state_continues_the_identical_batch_sequence(stop_at):
+    model, stream = regression(random_seed=21)
+    log, saved = BatchLog(stream), {}
+
+    def remember(approx, loss, i):
+        if i == stop_at:
+            saved["state"] = stream.get_state()
+
+    with model:
+        pm.fit(stop_at + 25, progressbar=False, callbacks=[log, remember])
+    expected = log.batches[stop_at:]
+
+    # A new session: rebuild the model, restore the position, and fit on.
+    model, stream = regression(random_seed=21)
+    stream.set_state(saved["state"])
+    log = BatchLog(stream)
+    with model:
+        pm.fit(25, progressbar=False, callbacks=[log])
+    assert len(log.batches) == len(expected) == 25
+    for batch, again in zip(expected, log.batches):
+        np.testing.assert_array_equal(batch, again)
+
+
+def test_one_shot_source_ends_the_fit_cleanly(caplog):
+    chunks = ((X[i : i + 70], Y[i : i + 70]) for i in range(0, N, 70))
+    model, stream = regression([chunks], batch_size=50, total_size=N)
+    with model, caplog.at_level(logging.INFO, logger="pymc"):
+        approx = pm.fit(1000, progressbar=False)
+    assert stream.steps == N // 50 and len(approx.hist) == N // 50
+    assert "reached the end of its one-shot source after 12 batches; pm.fit ran 12 steps" in (
+        caplog.text
+    )
+    assert not reader_threads()
+
+
+class CorruptRow(Exception):
+    pass
+
+
+@pytest.mark.parametrize("prefetch", [0, 4])
+def test_source_errors_surface_with_their_type_and_traceback(prefetch):
+    def read_chunks():
+        for i in range(0, N, 100):
+            if i == 300:
+                raise CorruptRow(f"row {i} is corrupt")
+            yield X[i : i + 100], Y[i : i + 100]
+
+    model, stream = regression([read_chunks], batch_size=50, total_size=N, shuffle_buffer=0)
+    steps = []
+    with model, pytest.raises(CorruptRow, match="row 300 is corrupt") as raised:
+        pm.fit(100, progressbar=False, callbacks=[lambda a, l, i: steps.append(i)])
+    assert len(steps) == 6  # the 300 rows read before the error, no batch lost or invented
+    frames = [frame.name for frame in traceback.extract_tb(raised.value.__traceback__)]
+    assert "read_chunks" in frames
+    assert not reader_threads()
+
+
+def test_keyboard_interrupt_returns_the_approximation():
+    model, stream = regression(random_seed=1, prefetch=8)
+
+    def interrupt(approx, loss, i):
+        if i == 7:
+            raise KeyboardInterrupt
+
+    with model:
+        approx = pm.fit(1000, progressbar=False, callbacks=[interrupt])
+    assert isinstance(approx, pm.MeanField) and stream.steps == 7
+    assert not reader_threads()
+
+
+def test_progress_bar_shows_epoch_and_rows_per_second():
+    seen = []
+
+    def look(approx, loss, i):
+        seen.extend(column.render(None).plain for column in progress_columns())
+
+    model, _ = regression(batch_size=100, random_seed=1)
+    with model:
+        pm.fit(20, callbacks=[look], progressbar=True)
+    assert re.fullmatch(r"epoch 3 · [\d,]+ rows/s", seen[-1])
+    assert progress_columns() == ()
