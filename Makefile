@@ -9,13 +9,17 @@ ARGS ?=
 # Restrict `make test` to suites: ours, pymc, pymc-extras (space separated).
 SUITES ?=
 
-.PHONY: build test check refresh wheels lint clean
+.PHONY: build test demo check refresh wheels lint clean
 
 build:
 	$(FORK) build
 
 test:
 	$(FORK) test $(foreach s,$(SUITES),--suite $(s)) -- $(ARGS)
+
+# Streaming vs in-memory vs full-data ADVI on 50,000 rows; prints the differences, saves a plot.
+demo: build
+	.venv/bin/python demo/streaming_demo.py $(ARGS)
 
 check:
 	$(FORK) check

@@ -96,6 +96,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         self._windows: Iterator[Chunk] | None = None
         self._window: Chunk = ()
         self._position = 0
+        self._deferred: BaseException | None = None
         # Data in memory: windows hold row numbers, and each batch is gathered in one copy.
         self._gather = source.take if source.random_access and source.gathers_rows else None
 
@@ -104,24 +105,57 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         return {"seed": self.seed, "epoch": self.epoch, "offset": self.offset}
 
     def __next__(self) -> tuple[Chunk, BatcherState]:
-        pieces = []
-        needed = self.batch_size
-        while needed:
-            if not self._window or self._position == len(self._window[0]):
-                self._window = self._next_window()
-                self._position = 0
-            take = min(needed, len(self._window[0]) - self._position)
-            stop = self._position + take
-            pieces.append(tuple(part[self._position : stop] for part in self._window))
-            self._position = stop
-            self.offset += take
-            needed -= take
-        batch = _concat(pieces)
+        return self.next_batches(1)[0]
+
+    def next_batches(self, count: int) -> list[tuple[Chunk, BatcherState]]:
+        """The next ``count`` batches, each with the state after it, cut from one gather.
+
+        Preparing batches in groups keeps the Python work per step to popping a ready batch.
+        If the source ends or fails partway, the complete batches come first, and the next
+        call raises ``StopIteration`` or the source's exception.
+        """
+        if self._deferred is not None:
+            error, self._deferred = self._deferred, None
+            raise error
+        pieces: list[Chunk] = []
+        states: list[BatcherState] = []
+        size = self.batch_size
+        wanted = count * size
+        taken = 0
+        try:
+            while taken < wanted:
+                if not self._window or self._position == len(self._window[0]):
+                    self._window = self._next_window()
+                    self._position = 0
+                take = min(wanted - taken, len(self._window[0]) - self._position)
+                stop = self._position + take
+                pieces.append(tuple(part[self._position : stop] for part in self._window))
+                # Batches that end within this piece end in the current epoch.
+                for end in range(taken // size * size + size, taken + take + 1, size):
+                    states.append(
+                        {
+                            "seed": self.seed,
+                            "epoch": self.epoch,
+                            "offset": self.offset + end - taken,
+                        }
+                    )
+                self._position = stop
+                self.offset += take
+                taken += take
+        except BaseException as error:
+            if not states:
+                raise
+            self._deferred = error
+        rows = len(states) * size
+        data = tuple(part[:rows] for part in _concat(pieces))
         if self._gather is not None:
-            batch = self._gather(batch[0])
+            data = self._gather(data[0])
             if self.check_finite:
-                self._check_finite(batch, self.epoch)
-        return batch, self.state
+                self._check_finite(data, self.epoch)
+        return [
+            (tuple(part[i * size : (i + 1) * size] for part in data), state)
+            for i, state in enumerate(states)
+        ]
 
     def _next_window(self) -> Chunk:
         while True:

@@ -31,6 +31,11 @@ from pymc.streaming.sources import Chunk, Source
 __all__ = ["Stream", "StreamBuffer", "StreamExhausted", "get_stream", "streams_in"]
 
 
+SYNCHRONOUS_GROUP = 16
+"""Batches prepared at once when reading in the main thread (``prefetch=0``): one gather and
+one pass of bookkeeping serve 16 steps, for 16 batches of memory."""
+
+
 class StreamExhausted(Exception):
     """A one-shot stream has no full batch left."""
 
@@ -193,7 +198,7 @@ class Stream:
             # main thread's share of the reading to a buffer swap.
             group = max(1, self.prefetch // 2)
             self._reader = Prefetcher(
-                _grouped(self._batcher, group), depth=2, name=f"pymc-stream-{self.name}"
+                _groups(self._batcher, group), depth=2, name=f"pymc-stream-{self.name}"
             )
 
     def stop_reading(self) -> None:
@@ -214,12 +219,8 @@ class Stream:
             return self._pending.popleft()
         if self._batcher is None:
             self._batcher = self._new_batcher()
-        try:
-            return next(self._batcher)
-        except StopIteration:
-            return Exhausted()
-        except BaseException as error:
-            return Failed(error)
+        self._pending.extend(_next_group(self._batcher, SYNCHRONOUS_GROUP))
+        return self._pending.popleft()
 
     def next_batch(self) -> Chunk:
         """Return the next batch, one array per output.
@@ -266,20 +267,22 @@ class Stream:
         return self.source.num_rows if self.source.num_rows is not None else self.total_size
 
 
-def _grouped(batcher: Batcher, size: int) -> Iterator[list]:
-    """Lists of up to ``size`` items of ``batcher``, ending with an end or failure marker."""
+def _next_group(batcher: Batcher, size: int) -> list:
+    """Up to ``size`` batches with their states, or a list holding an end or failure marker."""
+    try:
+        return batcher.next_batches(size)
+    except StopIteration:
+        return [Exhausted()]
+    except BaseException as error:  # delivered to the consumer, after the batches before it
+        return [Failed(error)]
+
+
+def _groups(batcher: Batcher, size: int) -> Iterator[list]:
     while True:
-        items: list = []
-        try:
-            while len(items) < size:
-                items.append(next(batcher))
-        except StopIteration:
-            yield [*items, Exhausted()]
+        group = _next_group(batcher, size)
+        yield group
+        if isinstance(group[-1], Exhausted | Failed):
             return
-        except BaseException as error:  # delivered after the batches before it
-            yield [*items, Failed(error)]
-            return
-        yield items
 
 
 def streams_in(variables: Iterable[Variable]) -> list[Stream]:

@@ -83,7 +83,7 @@ def test_every_row_once_per_epoch_aligned_in_full_batches(case):
 @settings(max_examples=100, deadline=None)
 @given(streams(), st.integers(0, 40))
 def test_restoring_a_state_continues_identically(case, stop_after):
-    source, n_rows, batch_size, shuffle_buffer, seed = case
+    source, _, batch_size, shuffle_buffer, seed = case
     batcher = make_batcher(source, batch_size, shuffle_buffer, seed)
     state = {"seed": seed, "epoch": 0, "offset": 0}
     for _ in range(stop_after):
@@ -152,7 +152,9 @@ def test_one_shot_source_stops_and_drops_the_partial_batch():
 
 def test_epoch_row_count_must_match_total_size():
     batcher = make_batcher(as_source(lambda: iter(chunked(10, [5]))), 4, expected_rows=12)
-    with pytest.raises(SourceDataError, match="yielded 10 rows in epoch 0, but the stream expects 12"):
+    with pytest.raises(
+        SourceDataError, match="yielded 10 rows in epoch 0, but the stream expects 12"
+    ):
         for _ in range(4):
             next(batcher)
 
@@ -171,6 +173,6 @@ def test_check_finite_reports_nan(kind):
     unchecked = make_batcher(source, 50)
     assert np.isnan(next(unchecked)[0][0]).sum() == 1
     checked = make_batcher(source, 10, shuffle_buffer=64, check_finite=True)
-    with pytest.raises(SourceDataError, match="Output 0 .* has 1 NaN or infinite value"):
+    with pytest.raises(SourceDataError, match=r"Output 0 .* has 1 NaN or infinite value"):
         for _ in range(5):
             next(checked)

@@ -19,11 +19,12 @@ import traceback
 import numpy as np
 import pytest
 
+from pymc.variational.callbacks import CheckParametersConvergence
+
 import pymc as pm
 
 from pymc.streaming import get_stream
 from pymc.streaming.fitting import progress_columns
-from pymc.variational.callbacks import CheckParametersConvergence
 
 N = 600
 RNG = np.random.default_rng(1)
@@ -203,10 +204,10 @@ def test_source_errors_surface_with_their_type_and_traceback(prefetch):
                 raise CorruptRow(f"row {i} is corrupt")
             yield X[i : i + 100], Y[i : i + 100]
 
-    model, stream = regression([read_chunks], batch_size=50, total_size=N, shuffle_buffer=0)
+    model, _ = regression([read_chunks], batch_size=50, total_size=N, shuffle_buffer=0)
     steps = []
     with model, pytest.raises(CorruptRow, match="row 300 is corrupt") as raised:
-        pm.fit(100, progressbar=False, callbacks=[lambda a, l, i: steps.append(i)])
+        pm.fit(100, progressbar=False, callbacks=[lambda approx, loss, i: steps.append(i)])
     assert len(steps) == 6  # the 300 rows read before the error, no batch lost or invented
     frames = [frame.name for frame in traceback.extract_tb(raised.value.__traceback__)]
     assert "read_chunks" in frames

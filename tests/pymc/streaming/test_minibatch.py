@@ -15,11 +15,12 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 
+from pymc.data import MinibatchOp
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
+
 import pymc as pm
 
-from pymc.data import MinibatchOp
 from pymc.streaming import InvalidSourceError, SourceDataError, StreamBuffer, get_stream
-from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
 N = 200
 X = np.random.default_rng(0).normal(size=(N, 3))
@@ -98,7 +99,7 @@ def test_total_size_given_when_the_source_cannot_tell():
 def test_unknown_row_count_without_total_size_is_an_error():
     X_mb, y_mb = pm.Minibatch(lambda: iter([(X, Y)]), batch_size=10, streaming=True)
     with pm.Model():
-        with pytest.raises(SourceDataError, match="cannot tell its number of rows.*total_size="):
+        with pytest.raises(SourceDataError, match=r"cannot tell its number of rows.*total_size="):
             pm.Normal("y", X_mb.sum(axis=1), 1, observed=y_mb)
 
 
@@ -156,3 +157,19 @@ def test_mcmc_and_map_refuse_streaming_models(method):
         pm.Normal("y", X_mb @ beta, 1, observed=y_mb)
         with pytest.raises(pm.streaming.StreamingNotSupportedError, match="for variational"):
             getattr(pm, method)()
+
+
+def test_default_prefetch_reads_arrays_in_memory_synchronously(tmp_path):
+    np.save(tmp_path / "y.npy", Y)
+    memmap = np.load(tmp_path / "y.npy", mmap_mode="r")
+    defaults = {
+        "array": pm.Minibatch(Y, batch_size=10, streaming=True),
+        "memmap": pm.Minibatch(memmap, batch_size=10, streaming=True),
+        "chunks": pm.Minibatch([Y[:100], Y[100:]], batch_size=10, streaming=True),
+    }
+    assert {name: get_stream(v).prefetch for name, v in defaults.items()} == {
+        "array": 0,
+        "memmap": pm.streaming.DEFAULT_PREFETCH,
+        "chunks": pm.streaming.DEFAULT_PREFETCH,
+    }
+    assert get_stream(pm.Minibatch(Y, batch_size=10, streaming=True, prefetch=3)).prefetch == 3

@@ -152,7 +152,7 @@ def test_later_chunks_must_match_the_first():
     with pytest.raises(SourceDataError, match="not numeric"):  # a list is checked up front
         as_source([np.zeros(2), np.array(["a", "b"])])
     source = as_source(lambda: iter([np.zeros(2), np.array(["a", "b"])]))
-    with pytest.raises(SourceDataError, match="chunk 1 of factory <lambda>.*not numeric"):
+    with pytest.raises(SourceDataError, match=r"chunk 1 of factory <lambda>.*not numeric"):
         rows_of(source)
 
 
