@@ -156,9 +156,10 @@ def test_prefetching_does_not_change_the_fit():
     np.testing.assert_array_equal(fits[0], fits[2])
 
 
+@pytest.mark.parametrize("prefetch", [0, 16])
 @pytest.mark.parametrize("stop_at", [1, 13, 29])
-def test_restored_state_continues_the_identical_batch_sequence(stop_at):
-    model, stream = regression(random_seed=21)
+def test_restored_state_continues_the_identical_batch_sequence(stop_at, prefetch):
+    model, stream = regression(random_seed=21, prefetch=prefetch)
     log, saved = BatchLog(stream), {}
 
     def remember(approx, loss, i):
@@ -170,7 +171,7 @@ def test_restored_state_continues_the_identical_batch_sequence(stop_at):
     expected = log.batches[stop_at:]
 
     # A new session: rebuild the model, restore the position, and fit on.
-    model, stream = regression(random_seed=21)
+    model, stream = regression(random_seed=21, prefetch=prefetch)
     stream.set_state(saved["state"])
     log = BatchLog(stream)
     with model:
