@@ -99,7 +99,7 @@ class Stream:
         self._batcher: Batcher | None = None
         self._reader: Prefetcher | None = None
         self._pending: collections.deque = collections.deque()
-        self.steps = 0
+        self.steps = 0  # batches delivered, over all fits
         self.buffers = tuple(
             self._make_buffer(i, part) for i, part in enumerate(self._initial_batch())
         )
@@ -112,6 +112,9 @@ class Stream:
         return tuple(np.ascontiguousarray(part[rows]) for part in head)
 
     def _make_buffer(self, output: int, value: np.ndarray) -> StreamBuffer:
+        # Every batch has batch_size rows, but the type leaves the shape open, as pm.Data does:
+        # the compiled step is then the one a hand-written set_value loop compiles (bit for bit
+        # the same fit), and a full-data pass can reuse the graph on chunks of any size.
         tensor_type = pt.TensorType(value.dtype, shape=(None,) * value.ndim)
         buffer = StreamBuffer(
             type=tensor_type, value=value, strict=False, name=f"{self.name}.{output}"
