@@ -148,12 +148,15 @@ class Stream:
             )
         if any(not isinstance(v, int | np.integer) or v < 0 for v in state.values()):
             raise ValueError(f"Stream state values must be non-negative integers, got {state!r}.")
-        if not self.source.restartable and state != self._state:
-            raise ValueError(
-                f"Stream {self.name!r} reads a one-shot iterator, which cannot go back to "
-                f"{state!r}; it is at {self._state!r}. Use a re-iterable source to resume."
-            )
-        self._reposition({key: int(value) for key, value in state.items()})
+        state = {key: int(value) for key, value in state.items()}
+        if not self.source.restartable:
+            if state != self._state:
+                raise ValueError(
+                    f"Stream {self.name!r} reads a one-shot iterator, which cannot go back to "
+                    f"{state!r}; it is at {self._state!r}. Use a re-iterable source to resume."
+                )
+        else:
+            self._reposition(state)
         self._positioned = True
 
     def restart(self, seed: int | None = None) -> None:

@@ -102,11 +102,13 @@ def test_bad_states_are_refused(state, match):
         stream_of().set_state(state)
 
 
-def test_a_one_shot_stream_cannot_go_back():
+def test_a_one_shot_stream_cannot_go_back_but_can_stay():
     stream = stream_of(iter([Y]), total_size=N)
     stream.next_batch()
     with pytest.raises(ValueError, match="one-shot iterator, which cannot go back"):
         stream.set_state({"seed": stream.seed, "epoch": 0, "offset": 0})
+    stream.set_state(stream.get_state())
+    np.testing.assert_array_equal(stream.next_batch()[0], Y[20:40])
 
 
 def test_batch_size_of_all_rows_gives_the_full_data_logp():
