@@ -103,7 +103,7 @@ def test_bad_states_are_refused(state, match):
 
 
 def test_a_one_shot_stream_cannot_go_back_but_can_stay():
-    stream = stream_of(iter([Y]), total_size=N)
+    stream = stream_of(iter([Y]), total_size=N, shuffle_buffer=0)
     stream.next_batch()
     with pytest.raises(ValueError, match="one-shot iterator, which cannot go back"):
         stream.set_state({"seed": stream.seed, "epoch": 0, "offset": 0})
