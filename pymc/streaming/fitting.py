@@ -44,6 +44,10 @@ class StreamingStep:
         self.function = function
         self.streams = streams
         self.steps = 0
+        self.start_clock()
+
+    def start_clock(self) -> None:
+        """Measure rows per second from now (each fit or refine)."""
         self.rows = 0
         self._started = time.perf_counter()
 
@@ -99,7 +103,7 @@ def refreshing_streams(step_function, approx=None, *, restart: bool) -> Iterator
     if restart:
         for stream in step.streams:
             stream.begin_fit(lambda: _derive_seed(approx))
-    step._started, step.rows = time.perf_counter(), 0
+    step.start_clock()
     _active_steps.append(step)
     try:
         for stream in step.streams:
