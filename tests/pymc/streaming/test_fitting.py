@@ -17,6 +17,7 @@ import threading
 import traceback
 
 import numpy as np
+import pytensor
 import pytest
 
 from pymc.variational.callbacks import CheckParametersConvergence
@@ -95,12 +96,28 @@ def test_every_method_sees_a_fresh_batch_each_step(method):
     assert not reader_threads()
 
 
-@pytest.mark.parametrize("backend", ["c", "numba"])
+@pytest.mark.parametrize("backend", ["c", "numba", "jax"])
 def test_backends(backend):
+    if backend == "jax":
+        pytest.importorskip("jax")
     model, stream = regression(batch_size=60, random_seed=5)
     with model:
         approx = pm.fit(50, backend=backend, progressbar=False, random_seed=1)
     assert stream.steps == 50 and np.isfinite(approx.mean.eval()).all()
+
+
+@pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA", "JAX"])
+def test_every_backend_reads_the_swapped_buffer(mode):
+    if mode == "JAX":
+        pytest.importorskip("jax")
+    x_mb = pm.Minibatch(np.arange(100.0), batch_size=10, streaming=True, shuffle_buffer=0)
+    total = pytensor.function([], x_mb.sum(), mode=mode)
+    stream = get_stream(x_mb)
+    sums = []
+    for _ in range(3):
+        stream.refresh()
+        sums.append(float(total()))
+    assert sums == [45.0, 145.0, 245.0]
 
 
 def test_refine_continues_the_stream_and_fit_starts_it_over():
