@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from rich.progress import ProgressColumn, Task
+from rich.table import Column
 from rich.text import Text
 
 from pymc.streaming.errors import StreamingNotSupportedError
@@ -124,6 +125,9 @@ def _derive_seed(approx) -> int:
 
 
 class _StreamColumn(ProgressColumn):
+    def __init__(self):
+        super().__init__(table_column=Column(no_wrap=True))
+
     def render(self, task: Task) -> Text:
         return Text(_active_steps[-1].status() if _active_steps else "", style="progress.data")
 

@@ -256,3 +256,10 @@ def test_progress_bar_shows_epoch_and_rows_per_second():
         pm.fit(20, callbacks=[look], progressbar=True)
     assert re.fullmatch(r"epoch 3 · [\d,]+ rows/s", seen[-1])
     assert progress_columns() == ()
+
+
+def test_progress_bar_prints_epoch_and_rows_per_second(capsys):
+    model, _ = regression(batch_size=100, random_seed=1)
+    with model:
+        pm.fit(30, progressbar=True)
+    assert re.search(r"epoch 5 · [\d,]+ rows/s", capsys.readouterr().out)
