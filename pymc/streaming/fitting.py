@@ -69,7 +69,8 @@ class StreamingStep:
     def status(self) -> str:
         elapsed = time.perf_counter() - self._started
         speed = self.rows / elapsed if elapsed > 0 else 0.0
-        return f"epoch {self.streams[0].epoch} · {speed:,.0f} rows/s"
+        # Counted from 1 here, as progress bars do; the stream's state counts from 0.
+        return f"epoch {self.streams[0].epoch + 1} · {speed:,.0f} rows/s"
 
 
 def _streams_of(function) -> list[Stream]:

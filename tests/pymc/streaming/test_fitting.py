@@ -254,7 +254,7 @@ def test_progress_bar_shows_epoch_and_rows_per_second():
     model, _ = regression(batch_size=100, random_seed=1)
     with model:
         pm.fit(20, callbacks=[look], progressbar=True)
-    assert re.fullmatch(r"epoch 3 · [\d,]+ rows/s", seen[-1])
+    assert re.fullmatch(r"epoch 4 · [\d,]+ rows/s", seen[-1])  # 2,000 rows: into the 4th pass
     assert progress_columns() == ()
 
 
