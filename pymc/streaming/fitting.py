@@ -14,6 +14,7 @@
 """Hooks into PyMC's inference: refresh streams before each step of ``pm.fit``; refuse MCMC."""
 
 import contextlib
+import sys
 import time
 
 from collections.abc import Iterator
@@ -33,6 +34,11 @@ __all__ = [
     "refreshing_streams",
     "refuse_streaming",
 ]
+
+
+READER_SWITCH_INTERVAL = 0.0002
+"""Seconds between GIL hand-overs while a streaming fit runs a reader thread (Python's default
+is 0.005): about two ADVI steps of a small model."""
 
 
 class StreamingStep:
@@ -107,11 +113,18 @@ def refreshing_streams(step_function, approx=None, *, restart: bool) -> Iterator
             stream.begin_fit(lambda: _derive_seed(approx))
     step.start_clock()
     _active_steps.append(step)
+    switch_interval = sys.getswitchinterval()
     try:
+        if any(stream.prefetch for stream in step.streams):
+            # The compiled step holds the GIL for its whole call, so a reader thread back from
+            # I/O waits a full switch interval (5 ms by default) for its next few lines: with
+            # reads of a few ms, that starves the reader. Shorter turns let it keep ahead.
+            sys.setswitchinterval(min(switch_interval, READER_SWITCH_INTERVAL))
         for stream in step.streams:
             stream.start_reading()
         yield step
     finally:
+        sys.setswitchinterval(switch_interval)
         _active_steps.remove(step)
         for stream in step.streams:
             stream.stop_reading()

@@ -24,7 +24,7 @@ from pytensor.graph.basic import Variable
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
-from pymc.streaming.batching import Batcher, BatcherState
+from pymc.streaming.batching import SEQUENTIAL_READ_ROWS, Batcher, BatcherState
 from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import Chunk, Source
 
@@ -200,11 +200,18 @@ class Stream:
         if self.prefetch and self._reader is None:
             if self._batcher is None:
                 self._batcher = self._new_batcher()
-            # Batches travel in groups, two groups deep: one lock round trip per group keeps the
-            # main thread's share of the reading to a buffer swap.
+            # Batches travel in groups: one lock round trip per group keeps the main thread's
+            # share of the reading to a buffer swap. Reads come a window at a time (a shuffle
+            # window, or a block or chunk when not shuffling), so the queue also holds one
+            # window's batches: the thread then reads the next window while the step consumes
+            # this one. Its batches are views of the window, so that costs one window of memory.
             group = max(1, self.prefetch // 2)
+            window_rows = max(self.shuffle_buffer, SEQUENTIAL_READ_ROWS)
+            window_groups = -(-window_rows // (group * self.batch_size))
             self._reader = Prefetcher(
-                _groups(self._batcher, group), depth=2, name=f"pymc-stream-{self.name}"
+                _groups(self._batcher, group),
+                depth=2 + window_groups,
+                name=f"pymc-stream-{self.name}",
             )
 
     def stop_reading(self) -> None:

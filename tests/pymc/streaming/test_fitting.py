@@ -13,6 +13,7 @@
 #   limitations under the License.
 import logging
 import re
+import sys
 import threading
 import traceback
 
@@ -263,3 +264,16 @@ def test_progress_bar_prints_epoch_and_rows_per_second(capsys):
     with model:
         pm.fit(30, progressbar=True)
     assert re.search(r"epoch 5 · [\d,]+ rows/s", capsys.readouterr().out)
+
+
+def test_switch_interval_is_shortened_only_while_a_reader_runs():
+    before = sys.getswitchinterval()
+    seen = []
+    for prefetch in (0, 8):
+        model, _ = regression(prefetch=prefetch, random_seed=1)
+        with model:
+            pm.fit(
+                5, progressbar=False, callbacks=[lambda *_: seen.append(sys.getswitchinterval())]
+            )
+    assert seen[0] == before and seen[-1] < before
+    assert sys.getswitchinterval() == before
