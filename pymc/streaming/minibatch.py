@@ -100,7 +100,8 @@ def streaming_minibatch(
         ``random_seed``, so a seeded fit is reproducible.
     prefetch : int, optional
         Batches prepared ahead by a background thread, overlapping reading with the gradient
-        step. Memory grows with ``prefetch × batch bytes``. 0 reads in the main thread, between
+        step; the thread also reads one shuffle window ahead. Memory grows with
+        ``prefetch × batch bytes`` plus that window. 0 reads in the main thread, between
         steps, 16 batches at a time. The default is 0 for numpy arrays in memory, where a batch
         is one gather of about 10 µs and a thread would only compete with the step for
         Python's GIL, and 16 for every other source, whose reading (files, decoding, user
