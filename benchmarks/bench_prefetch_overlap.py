@@ -26,13 +26,12 @@ starts after a warm-up, measured through a ``pm.fit`` callback so compilation is
 """
 
 import argparse
-import gc
-import json
 import statistics
-import sys
 import time
 
 import numpy as np
+
+from benchlib import StepClock, print_result
 
 import pymc as pm
 
@@ -44,21 +43,6 @@ _LATENCY_MS = 1.0  # per 4,096-row chunk: about 62 µs per batch of 256, half a 
 _STEPS = 4_000
 _WARMUP = 300
 _REPEATS = 3
-
-
-class _StepClock:
-    """A pm.fit callback timing the steps after the warm-up."""
-
-    def __init__(self, warmup: int, steps: int):
-        self.warmup, self.steps = warmup, steps
-        self.started = self.seconds = None
-
-    def __call__(self, approx, loss, i):
-        if i == self.warmup:
-            gc.collect()
-            self.started = time.perf_counter()
-        elif i == self.warmup + self.steps:
-            self.seconds = time.perf_counter() - self.started
 
 
 def _chunks(X, y, latency_s):
@@ -80,9 +64,9 @@ def _steps_per_second(X, y, *, latency_ms, prefetch, steps, warmup) -> float:
         beta = pm.Normal("beta", 0, 1, shape=_N_FEATURES)
         sigma = pm.HalfNormal("sigma", 1)
         pm.Normal("y", X_mb @ beta, sigma, observed=y_mb, total_size=len(y))
-        clock = _StepClock(warmup, steps)
-        pm.fit(warmup + steps, progressbar=False, random_seed=1, callbacks=[clock])
-    return steps / clock.seconds
+        clock = StepClock(warmup, steps)
+        pm.fit(warmup + steps, progressbar=False, random_seed=1, callbacks=[clock.callback])
+    return steps / clock.seconds()
 
 
 def run(*, n_rows=_N_ROWS, steps=_STEPS, warmup=_WARMUP, repeats=_REPEATS) -> dict:
@@ -136,10 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     args = parser.parse_args(argv)
     options = {"n_rows": 20_000, "steps": 300, "warmup": 50, "repeats": 1} if args.quick else {}
-    result = run(**options)
-    result["params"]["quick"] = args.quick
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    print_result(run(**options), quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -73,12 +73,9 @@ mean of the coefficients, and ``final_loss``, the median loss of the last tenth 
 
 import argparse
 import contextlib
-import gc
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 
 from collections.abc import Callable, Iterator
@@ -88,6 +85,7 @@ import numpy as np
 import pymc_extras
 import pytensor
 
+from benchlib import StepClock, print_result
 from pymc_extras.inference.advi import Trainer
 from pymc_extras.variational import DataLoader
 from pytensor.compile.mode import get_default_mode
@@ -107,38 +105,6 @@ _DATA_SEED = 0
 _FIT_SEED = 1
 
 _QUICK = {"n_rows": 5_000, "steps": 200, "warmup": 20, "repeats": 1}
-
-
-@dataclass
-class _StepClock:
-    """Times the steps from ``warmup`` completed steps to ``warmup + steps``."""
-
-    warmup: int
-    steps: int
-    start: float | None = None
-    stop: float | None = None
-
-    def tick(self, done: int) -> None:
-        """Record the time if ``done`` (steps completed so far) opens or closes the window."""
-        if done == self.warmup:
-            # A full collection of the compiler's garbage would stall one window at random.
-            gc.collect()
-            self.start = time.perf_counter()
-        elif done == self.warmup + self.steps:
-            self.stop = time.perf_counter()
-
-    def callback(self, approx, losses, i: int) -> None:
-        """``pm.fit`` callback: called after step ``i``, with ``i`` steps completed."""
-        self.tick(i)
-
-    def seconds(self) -> float:
-        """Length of the timed window."""
-        if self.start is None or self.stop is None:
-            raise RuntimeError(
-                "the fit ended before the timed window closed (a data stream ran out?); "
-                "check that the variant runs warmup + steps steps."
-            )
-        return self.stop - self.start
 
 
 @dataclass
@@ -213,7 +179,7 @@ class _Variant:
 
     name: str
     description: str
-    run: Callable[[_StepClock], tuple[np.ndarray, np.ndarray]]
+    run: Callable[[StepClock], tuple[np.ndarray, np.ndarray]]
     steps_per_s: list[float] = field(default_factory=list)
     call_s: list[float] = field(default_factory=list)
     b_mean: np.ndarray | None = None
@@ -221,7 +187,7 @@ class _Variant:
 
 
 def _pm_fit_variant(name: str, description: str, model: pm.Model, n_total: int) -> _Variant:
-    def run(clock: _StepClock) -> tuple[np.ndarray, np.ndarray]:
+    def run(clock: StepClock) -> tuple[np.ndarray, np.ndarray]:
         with model:
             approx = pm.fit(
                 n_total,
@@ -240,7 +206,7 @@ def _compiled_step_variant(model: pm.Model, n_total: int) -> _Variant:
     # the bare compiled function: only pm.fit wraps it in the stream refresh
     step = inference.objective.step_function(score=True)
 
-    def run(clock: _StepClock) -> tuple[np.ndarray, np.ndarray]:
+    def run(clock: StepClock) -> tuple[np.ndarray, np.ndarray]:
         losses = np.empty(n_total)
         for i in range(n_total):
             losses[i] = step()
@@ -260,13 +226,13 @@ def _trainer_variant(
 ) -> _Variant:
     trainer = Trainer(random_seed=_FIT_SEED)
 
-    def clocked(clock: _StepClock) -> Iterator[dict]:
+    def clocked(clock: StepClock) -> Iterator[dict]:
         # Trainer.fit takes batch 0 before compiling, then batch k right after step k - 1.
         for done, batch in enumerate(batches()):
             clock.tick(done)
             yield batch
 
-    def run(clock: _StepClock) -> tuple[np.ndarray, np.ndarray]:
+    def run(clock: StepClock) -> tuple[np.ndarray, np.ndarray]:
         # Trainer's progress bar cannot be switched off and writes to stdout, ours is JSON.
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), model:
             # one more step than the window, so that the batch closing it is asked for
@@ -389,7 +355,7 @@ def run(
     for rep in range(repeats):
         order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
         for variant in order:
-            clock = _StepClock(warmup=warmup, steps=steps)
+            clock = StepClock(warmup=warmup, steps=steps)
             t0 = time.perf_counter()
             b_mean, losses = variant.run(clock)
             variant.b_mean = np.asarray(b_mean)
@@ -475,10 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         options["repeats"] = args.repeats
     if args.steps is not None:
         options["steps"] = args.steps
-    result = run(**options)
-    result["params"]["quick"] = args.quick
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    print_result(run(**options), quick=args.quick)
 
 
 if __name__ == "__main__":
