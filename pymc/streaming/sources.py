@@ -39,6 +39,7 @@ Chunk = tuple[np.ndarray, ...]
 """Aligned arrays, one per output, all with the same number of rows (leading dimension)."""
 
 _NUMERIC_KINDS = "biuf"
+_HEAD_ROWS = 4_096
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,9 @@ class IterableSource(Source):
         if first is None:
             raise SourceDataError(f"The source ({self._describe}) yielded no rows.")
         self.specs = _spec_of(first)
-        self._first_chunk = first
+        self._first_chunk: Chunk | None = first
+        # A few rows kept for head(), not the whole first chunk, which may be large.
+        self._head = tuple(np.array(part[:_HEAD_ROWS]) for part in first)
         if num_rows is None and isinstance(obj, list | tuple):
             num_rows = sum(len(to_chunk(chunk)[0]) for chunk in obj)
         if num_rows is None and isinstance(getattr(obj, "num_rows", None), int):
@@ -306,7 +309,8 @@ class IterableSource(Source):
     def chunks(self) -> Iterator[Chunk]:
         if self._first_pass is not None:
             rest, self._first_pass = self._first_pass, None
-            return self._checked(itertools.chain([self._first_chunk], rest))
+            first, self._first_chunk = self._first_chunk, None
+            return self._checked(itertools.chain([first], rest))
         return self._checked(self._open())
 
     def _checked(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
@@ -315,7 +319,7 @@ class IterableSource(Source):
                 yield _conform(chunk, self.specs, f"chunk {i} of {self._describe}")
 
     def head(self, rows: int) -> Chunk:
-        return tuple(part[:rows] for part in self._first_chunk)
+        return tuple(part[:rows] for part in self._head)
 
     def __repr__(self) -> str:
         return f"IterableSource({self._describe})"
