@@ -102,7 +102,10 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
 
     @property
     def state(self) -> BatcherState:
-        return {"seed": self.seed, "epoch": self.epoch, "offset": self.offset}
+        return self._state_at(self.offset)
+
+    def _state_at(self, offset: int) -> BatcherState:
+        return {"seed": self.seed, "epoch": self.epoch, "offset": offset}
 
     def __next__(self) -> tuple[Chunk, BatcherState]:
         return self.next_batches(1)[0]
@@ -132,13 +135,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
                 pieces.append(tuple(part[self._position : stop] for part in self._window))
                 # Batches that end within this piece end in the current epoch.
                 for end in range(taken // size * size + size, taken + take + 1, size):
-                    states.append(
-                        {
-                            "seed": self.seed,
-                            "epoch": self.epoch,
-                            "offset": self.offset + end - taken,
-                        }
-                    )
+                    states.append(self._state_at(self.offset + end - taken))
                 self._position = stop
                 self.offset += take
                 taken += take

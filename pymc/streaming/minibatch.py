@@ -48,7 +48,7 @@ def _seed_of(random_seed) -> int | None:
     if isinstance(random_seed, np.random.Generator):
         return int(random_seed.integers(2**63))
     if isinstance(random_seed, np.random.SeedSequence):
-        return int(random_seed.generate_state(2, np.uint64).view(np.uint64)[0])
+        return int(random_seed.generate_state(1, np.uint64)[0])
     return _check_count("random_seed", random_seed, minimum=0)
 
 

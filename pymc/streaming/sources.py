@@ -49,9 +49,6 @@ class OutputSpec:
     dtype: np.dtype
     row_shape: tuple[int, ...]
 
-    def describe(self) -> str:
-        return f"dtype {self.dtype}, rows of shape {self.row_shape}"
-
 
 class Source(ABC):
     """A source of aligned chunks and what it knows about itself.
@@ -96,10 +93,6 @@ class Source(ABC):
     def head(self, rows: int) -> Chunk:
         """Up to ``rows`` rows from the start of the data, without starting a pass."""
         raise NotImplementedError
-
-    @property
-    def n_outputs(self) -> int:
-        return len(self.specs)
 
 
 def _is_arrow(obj) -> bool:

@@ -218,21 +218,21 @@ class Stream:
         """Stop the background reader, keeping the batches it prepared for the next read."""
         if self._reader is not None:
             reader, self._reader = self._reader, None
-            for group in reader.stop():
-                self._pending.extend(group if isinstance(group, list) else [group])
+            for got in reader.stop():
+                self._keep(got)
+
+    def _keep(self, got) -> None:
+        """Queue what a read returned: a group of batches, or an end or failure marker."""
+        self._pending.extend(got if isinstance(got, list) else [got])
 
     def _next_item(self):
-        if self._pending:
-            return self._pending.popleft()
-        if self._reader is not None:
-            group = self._reader.get()
-            if not isinstance(group, list):  # the reader was stopped or failed outside a batch
-                return group
-            self._pending.extend(group)
-            return self._pending.popleft()
-        if self._batcher is None:
-            self._batcher = self._new_batcher()
-        self._pending.extend(_next_group(self._batcher, SYNCHRONOUS_GROUP))
+        if not self._pending:
+            if self._reader is not None:
+                self._keep(self._reader.get())
+            else:
+                if self._batcher is None:
+                    self._batcher = self._new_batcher()
+                self._keep(_next_group(self._batcher, SYNCHRONOUS_GROUP))
         return self._pending.popleft()
 
     def next_batch(self) -> Chunk:
@@ -254,9 +254,7 @@ class Stream:
             )
         if isinstance(item, Failed):
             # Start over from the last good position if the stream is used again.
-            self.stop_reading()
-            self._pending.clear()
-            self._batcher = None
+            self._reposition(self._state)
             raise item.error
         batch, self._state = item
         self.steps += 1
@@ -280,22 +278,24 @@ class Stream:
         return self.source.num_rows if self.source.num_rows is not None else self.total_size
 
 
-def _next_group(batcher: Batcher, size: int) -> list:
-    """Up to ``size`` batches with their states, or a list holding an end or failure marker."""
+def _next_group(batcher: Batcher, size: int) -> list | Exhausted | Failed:
+    """Up to ``size`` batches with their states, or the marker of the end or of a failure."""
     try:
         return batcher.next_batches(size)
     except StopIteration:
-        return [Exhausted()]
+        return Exhausted()
     except BaseException as error:  # delivered to the consumer, after the batches before it
-        return [Failed(error)]
+        return Failed(error)
 
 
 def _groups(batcher: Batcher, size: int) -> Iterator[list]:
+    """Groups for the Prefetcher, which marks the end and failures itself."""
     while True:
-        group = _next_group(batcher, size)
-        yield group
-        if isinstance(group[-1], Exhausted | Failed):
+        try:
+            group = batcher.next_batches(size)
+        except StopIteration:
             return
+        yield group
 
 
 def streams_in(variables: Iterable[Variable]) -> list[Stream]:
