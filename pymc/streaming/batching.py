@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pymc.streaming.errors import SourceDataError
-from pymc.streaming.sources import Chunk, Source
+from pymc.streaming.sources import BlockSource, Chunk, Source
 
 __all__ = ["DEFAULT_SHUFFLE_BUFFER", "Batcher", "BatcherState"]
 
@@ -45,6 +45,10 @@ def _concat(pieces: list[Chunk]) -> Chunk:
     if len(pieces) == 1:
         return pieces[0]
     return tuple(np.concatenate(parts) for parts in zip(*pieces))
+
+
+def _round_up(rows: int, multiple: int) -> int:
+    return -(-rows // multiple) * multiple
 
 
 class Batcher(Iterator[tuple[Chunk, BatcherState]]):
@@ -207,6 +211,8 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
     def _epoch_windows(self, epoch: int, *, skip: int) -> Iterator[Chunk]:
         if self.source.random_access:
             windows = self._random_access_windows(epoch)
+        elif isinstance(self.source, BlockSource):
+            windows = self._block_windows(epoch)
         else:
             windows = self._sequential_windows(epoch)
         seen = 0
@@ -221,11 +227,12 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
     def _random_access_windows(self, epoch: int):
         """Yield ``(rows, read)`` per window; ``read`` fetches the window's blocks on demand."""
         n = self.source.num_rows
+        align = self.source.read_alignment
         if self.shuffle_buffer:
-            block_rows = max(1, self.shuffle_buffer // BLOCKS_PER_WINDOW)
+            block_rows = _round_up(max(1, self.shuffle_buffer // BLOCKS_PER_WINDOW), align)
             per_window = max(1, self.shuffle_buffer // block_rows)
         else:
-            block_rows, per_window = SEQUENTIAL_READ_ROWS, 1
+            block_rows, per_window = _round_up(SEQUENTIAL_READ_ROWS, align), 1
         starts = np.arange(0, n, block_rows)
         if self.shuffle_buffer:
             starts = _window_rng(self.seed, epoch, 0).permutation(starts)
@@ -239,6 +246,38 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
                 return _concat([self.source.read(s, s + block_rows) for s in group])
 
             yield rows, read
+
+    def _block_windows(self, epoch: int):
+        """Yield ``(rows, read)`` per window of whole blocks, visited in a random order.
+
+        A window closes once it holds ``shuffle_buffer`` rows, so it holds at most that plus one
+        block; without shuffling every block is its own window, in storage order.
+        """
+        sizes = self.source.block_rows
+        order = np.flatnonzero(sizes)
+        if self.shuffle_buffer:
+            order = _window_rng(self.seed, epoch, 0).permutation(order)
+        group: list[int] = []
+        rows = 0
+        for position, index in enumerate(order):
+            group.append(int(index))
+            rows += sizes[index]
+            if rows >= self.shuffle_buffer or position == len(order) - 1:
+                yield rows, lambda group=group: self._read_blocks(group)
+                group, rows = [], 0
+
+    def _read_blocks(self, indices: list[int]) -> Chunk:
+        blocks = []
+        for index in indices:
+            block = self.source.read_block(index)
+            if len(block[0]) != self.source.block_rows[index]:
+                raise SourceDataError(
+                    f"Block {index} of the source ({self.source!r}) has {len(block[0])} rows, "
+                    f"but {self.source.block_rows[index]} when the stream was opened. The data "
+                    "changed while it was being streamed."
+                )
+            blocks.append(block)
+        return _concat(blocks)
 
     def _sequential_windows(self, epoch: int):
         """Yield ``(rows, read)`` per window of consecutive rows (each chunk when not shuffling)."""

@@ -14,6 +14,7 @@
 """Source adapters: turn what a user has into aligned chunks of rows, one array per output."""
 
 import itertools
+import os
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +27,7 @@ from pymc.streaming.errors import InvalidSourceError, SourceDataError
 
 __all__ = [
     "ArraySource",
+    "BlockSource",
     "Chunk",
     "IterableSource",
     "OutputSpec",
@@ -70,6 +72,9 @@ class Source(ABC):
     gathers_rows : bool
         Whether :meth:`take` gathers arbitrary rows cheaply (data in memory): the batcher then
         gathers each batch directly instead of materialising shuffle windows.
+    read_alignment : int
+        For ``random_access`` sources, the rows of one on-disk chunk (HDF5, Zarr): the batcher
+        reads blocks that start and end on multiples of it, so no chunk is decoded twice.
     """
 
     specs: tuple[OutputSpec, ...]
@@ -77,6 +82,7 @@ class Source(ABC):
     restartable: bool = True
     random_access: bool = False
     gathers_rows: bool = False
+    read_alignment: int = 1
 
     @abstractmethod
     def chunks(self) -> Iterator[Chunk]:
@@ -93,6 +99,38 @@ class Source(ABC):
     def head(self, rows: int) -> Chunk:
         """Up to ``rows`` rows from the start of the data, without starting a pass."""
         raise NotImplementedError
+
+
+class BlockSource(Source):
+    """A source stored in blocks that are read whole (row groups, record batches, partitions).
+
+    The batcher visits the blocks in a random order every epoch (when shuffling) and shuffles
+    rows across the blocks that share a shuffle window, so a block larger than the shuffle
+    buffer is read, and held in memory, whole.
+
+    Attributes
+    ----------
+    block_rows : tuple of int
+        Rows in each block, in storage order, known without reading the data.
+    """
+
+    block_rows: tuple[int, ...]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.block_rows)
+
+    @abstractmethod
+    def read_block(self, index: int) -> Chunk:
+        """Read block ``index`` whole, with exactly ``block_rows[index]`` rows."""
+
+    def chunks(self) -> Iterator[Chunk]:
+        for index in range(len(self.block_rows)):
+            yield self.read_block(index)
+
+    def head(self, rows: int) -> Chunk:
+        first = next(i for i, count in enumerate(self.block_rows) if count)
+        return tuple(part[:rows] for part in self.read_block(first))
 
 
 def _is_arrow(obj) -> bool:
@@ -376,6 +414,28 @@ def _array_like(obj) -> bool:
     )
 
 
+def _reader_for(obj):
+    """The reader of an HDF5 dataset, a Zarr array, a Dask collection or an Arrow dataset."""
+    package = type(obj).__module__.split(".")[0]
+    if package == "h5py" and hasattr(obj, "chunks"):
+        from pymc.streaming.array_files import HDF5Source
+
+        return HDF5Source
+    if package == "zarr" and hasattr(obj, "chunks"):
+        from pymc.streaming.array_files import ZarrSource
+
+        return ZarrSource
+    if package in ("dask", "dask_expr") and hasattr(obj, "dask"):
+        from pymc.streaming.dask_source import DaskSource
+
+        return DaskSource
+    if package == "pyarrow" and type(obj).__name__ == "FileSystemDataset":
+        from pymc.streaming.arrow_files import ParquetSource
+
+        return ParquetSource
+    return None
+
+
 def _single_source(obj, position: int) -> Source:
     from pytensor.graph.basic import Variable
 
@@ -388,6 +448,15 @@ def _single_source(obj, position: int) -> Source:
             f"Source {position} is a PyTensor variable ({obj}). streaming=True reads batches from "
             "data outside the graph: pass the numpy array, an iterable of chunks or a function "
             "returning one, or use streaming=False for data already in the model."
+        )
+    reader = _reader_for(obj)
+    if reader is not None:
+        return reader(obj)
+    if isinstance(obj, str | os.PathLike):
+        raise InvalidSourceError(
+            f"Source {position} is a path ({obj!r:.80}). Open files with a reader that says "
+            "which columns or dataset to stream: pymc.streaming.ParquetSource, ArrowIPCSource, "
+            "CSVSource, NpySource, HDF5Source or ZarrSource."
         )
     if isinstance(obj, str | bytes | dict | set) or obj is None or np.isscalar(obj):
         raise InvalidSourceError(

@@ -21,7 +21,21 @@ from hypothesis import strategies as st
 
 from pymc.streaming.batching import Batcher
 from pymc.streaming.errors import SourceDataError
-from pymc.streaming.sources import as_source
+from pymc.streaming.sources import BlockSource, as_source, to_chunk
+
+
+class ListOfBlocks(BlockSource):
+    """Blocks held in a list, read whole: the shape of a Parquet or Dask source."""
+
+    def __init__(self, chunks):
+        self.blocks = [to_chunk(chunk) for chunk in chunks]
+        self.block_rows = tuple(len(block[0]) for block in self.blocks)
+        self.specs = as_source(chunks).specs
+        self.reads: list[int] = []
+
+    def read_block(self, index):
+        self.reads.append(index)
+        return self.blocks[index]
 
 
 def make_batcher(source, batch_size, shuffle_buffer=0, seed=0, **kwargs):
@@ -44,10 +58,14 @@ def streams(draw):
     n_rows = draw(st.integers(1, 300))
     cuts = draw(st.lists(st.integers(1, max(1, n_rows - 1)), max_size=12))
     chunks = chunked(n_rows, cuts)
-    kind = draw(st.sampled_from(["array", "list", "factory", "aligned-factories"]))
-    if kind == "array":
+    kind = draw(st.sampled_from(["array", "aligned-reads", "blocks", "list", "factory", "zipped"]))
+    if kind in ("array", "aligned-reads"):
         X = np.concatenate([c[0] for c in chunks])
         source = as_source(X, X[:, 0].astype(int))
+        if kind == "aligned-reads":  # an on-disk chunking, as HDF5 and Zarr have
+            source.gathers_rows, source.read_alignment = False, draw(st.integers(1, 50))
+    elif kind == "blocks":
+        source = ListOfBlocks(chunks)
     elif kind == "list":
         source = as_source(chunks)
     elif kind == "factory":
@@ -143,6 +161,38 @@ def test_random_access_block_order_mixes_beyond_one_window():
     batch = next(batcher)[0][0]
     # 16 blocks of 100 rows from anywhere in the data, not the first 1,600 rows.
     assert len(np.unique(batch // 100)) == 16 and batch.max() > n // 2
+
+
+def test_blocks_are_read_whole_in_a_random_order_each_epoch():
+    source = ListOfBlocks(chunked(1000, range(100, 1000, 100)))
+    batcher = make_batcher(source, 100, shuffle_buffer=250, seed=5)
+    first_epoch = [next(batcher)[0][1] for _ in range(10)]
+    assert sorted(source.reads) == list(range(10)) and source.reads != list(range(10))
+    # A window holds three whole blocks (>= 250 rows), shuffled together.
+    assert len(np.unique(np.concatenate(first_epoch[:3]) // 100)) == 3
+    epoch_orders = [source.reads[:10]]
+    for _ in range(10):
+        next(batcher)
+    epoch_orders.append(source.reads[10:20])
+    assert epoch_orders[0] != epoch_orders[1]
+
+
+def test_aligned_reads_start_on_chunk_boundaries():
+    reads = []
+    source = as_source(np.arange(10_000))
+    source.gathers_rows, source.read_alignment = False, 300
+    read = source.read
+    source.read = lambda start, stop: reads.append((start, stop)) or read(start, stop)
+    next(make_batcher(source, 10, shuffle_buffer=1600))
+    assert reads and all(start % 300 == 0 and (stop - start) == 300 for start, stop in reads)
+
+
+def test_a_block_that_changes_size_is_reported():
+    source = ListOfBlocks(chunked(100, [50]))
+    source.blocks[1] = tuple(part[:10] for part in source.blocks[1])
+    batcher = make_batcher(source, 10, shuffle_buffer=0)
+    with pytest.raises(SourceDataError, match=r"Block 1 of .* has 10 rows, but 50 when"):
+        [next(batcher) for _ in range(10)]
 
 
 def test_one_shot_source_stops_and_drops_the_partial_batch():

@@ -177,7 +177,7 @@ def test_zipped_sources_of_different_lengths_are_refused():
     "obj, match",
     [
         (pytensor.shared(np.zeros(3)), "is a PyTensor variable"),
-        ("data.parquet", "is a str"),
+        ("data.parquet", r"is a path .* pymc.streaming.ParquetSource"),
         (3, "is a int"),
         (None, "is a NoneType"),
         ({"x": np.zeros(3)}, "is a dict"),
