@@ -32,11 +32,7 @@ PASS_READ_ROWS = 65_536
 """Rows per read in a pass in storage order (:meth:`chunks`), rounded up to the alignment."""
 
 _NUMERIC_KINDS = "biuf"
-_LCM_LIMIT = 4
-"""Outputs chunked differently are read aligned to the least common multiple of their chunk
-rows when it is at most this many times the largest chunk, else to the largest chunk: every
-chunk of that output is then decoded once, and each other output at most one extra chunk per
-read."""
+_LCM_LIMIT = 4  # else align to the largest chunk: the others decode one extra chunk per read
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 
 
@@ -315,13 +311,10 @@ class HDF5Source(_ChunkedArraySource):
         as ``"features/X"`` reach into groups); they may be left out when the file holds one
         dataset. With a dataset: more datasets, with the same number of rows.
     read_alignment : int, optional
-        Rows that reads start and end on. The default is the chunk rows of the datasets (the
-        least common multiple when they differ, up to 4 times the largest chunk, else the
-        largest chunk), 1 for contiguous datasets, which have no chunks to decode. Reads are
-        ``shuffle_buffer / 16`` rows rounded up to it, and the batcher holds 16 of them, or
-        one when a chunk is larger: a dataset chunked in more rows than the shuffle buffer
-        costs memory for one chunk per output. A smaller value saves that memory at the cost
-        of decompressing chunks more than once.
+        Rows that reads start and end on: by default the datasets' chunk rows (see
+        :class:`ZarrSource` when they differ), 1 for contiguous datasets, which have no chunks
+        to decode. A smaller value saves memory on chunks larger than the shuffle buffer, at
+        the cost of decompressing them more than once.
 
     Raises
     ------
@@ -474,12 +467,12 @@ class ZarrSource(_ChunkedArraySource):
     storage_options : dict, optional
         Passed to ``zarr.open`` for URLs of remote stores (fsspec), e.g. credentials.
     read_alignment : int, optional
-        Rows that reads start and end on. The default is the chunk rows of the arrays (the
-        least common multiple when they differ, up to 4 times the largest chunk, else the
-        largest chunk). Reads are ``shuffle_buffer / 16`` rows rounded up to it, and the
-        batcher holds 16 of them, or one when a chunk is larger: an array chunked in more rows
-        than the shuffle buffer costs memory for one chunk per output. A smaller value saves
-        that memory at the cost of decoding chunks more than once.
+        Rows that reads start and end on. The default is the arrays' chunk rows: when they
+        differ, their least common multiple if it is at most 4 times the largest chunk, else
+        the largest chunk. Reads are ``shuffle_buffer / 16`` rows rounded up to it, and the
+        batcher holds 16 of them, or one when a chunk is larger: chunks of more rows than the
+        shuffle buffer cost one chunk of memory per output. A smaller value saves that memory
+        at the cost of decoding chunks more than once.
 
     Raises
     ------
@@ -597,6 +590,9 @@ class ZarrSource(_ChunkedArraySource):
                 )
             found.append(node)
         return found
+
+    def __repr__(self) -> str:
+        return f"ZarrSource({', '.join(repr(str(array.store_path)) for array in self._arrays)})"
 
 
 def _local_metadata(zarr, array) -> str | None:

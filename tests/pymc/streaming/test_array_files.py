@@ -11,6 +11,7 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
+import collections
 import os
 import pickle
 import sys
@@ -149,6 +150,32 @@ def test_reads_are_aligned_to_the_chunks_on_disk(
         next(make_batcher(source, 200, shuffle_buffer=3_200))
     assert reads and all(start % alignment == 0 for start, _ in reads)
     assert all(stop % alignment == 0 or stop == 10_000 for _, stop in reads)
+
+
+@pytest.mark.parametrize(
+    "read_alignment, fetched", [(None, {1}), (1, {1, 2})], ids=["aligned", "unaligned"]
+)
+def test_each_zarr_chunk_is_fetched_once_per_epoch(read_alignment, fetched):
+    fetches = collections.Counter()
+
+    class CountingDict(dict):
+        def get(self, key, default=None):
+            fetches[key] += 1
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            fetches[key] += 1
+            return super().__getitem__(key)
+
+    store = zarr.storage.MemoryStore(CountingDict())
+    zarr.create_array(store, shape=(10_000,), chunks=(300,), dtype="f8")[:] = np.arange(10_000.0)
+    source = ZarrSource(zarr.open_array(store, mode="r"), read_alignment=read_alignment)
+    fetches.clear()
+    batcher = make_batcher(source, 100, shuffle_buffer=3_200, seed=1)
+    for _ in range(100):  # one epoch
+        next(batcher)
+    chunk_fetches = [count for key, count in fetches.items() if key.startswith("c/")]
+    assert len(chunk_fetches) == 34 and set(chunk_fetches) == fetched
 
 
 def test_sharded_zarr_reads_are_aligned_to_inner_chunks(tmp_path):
