@@ -1,0 +1,254 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""A full-data pass gives the model's in-memory logp and gradient, for many points at once."""
+
+import itertools
+import threading
+
+import numpy as np
+import pytensor.tensor as pt
+import pytest
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pymc.pytensorf import compile, join_nonshared_inputs
+
+import pymc as pm
+
+from pymc.streaming import SourceDataError, StreamingNotSupportedError
+from pymc.streaming.full_data import FullDataLogp, reads_minibatched_data
+
+N = 1_200
+GROUPS = 50
+RNG = np.random.default_rng(7)
+X = RNG.normal(size=(N, 3))
+ETA = 0.2 + X @ [1.0, -0.5, 0.25]
+Y_LINEAR = ETA + RNG.normal(size=N)
+Y_LOGISTIC = RNG.binomial(1, 1 / (1 + np.exp(-ETA))).astype(np.int64)
+GROUP = RNG.integers(GROUPS, size=N)
+Y_GROUPED = RNG.normal(size=GROUPS)[GROUP] + RNG.normal(size=N)
+
+
+class Chunked:
+    """A re-iterable over aligned arrays, cut into chunks wherever the test says."""
+
+    def __init__(self, *arrays):
+        self.arrays = arrays
+        self.num_rows = len(arrays[0])
+        self.cuts: list[int] = []
+
+    def __iter__(self):
+        bounds = [0, *sorted(self.cuts), self.num_rows]
+        for start, stop in itertools.pairwise(bounds):
+            yield tuple(array[start:stop] for array in self.arrays)
+
+
+def linear(X_data, y_data, **observed):
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0, 2, shape=3)
+        intercept = pm.Normal("intercept", 0, 2)
+        sigma = pm.HalfNormal("sigma", 2)
+        pm.Normal("y", intercept + X_data @ beta, sigma, observed=y_data, **observed)
+    return model
+
+
+def logistic(X_data, y_data, **observed):
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0, 2, shape=3)
+        intercept = pm.Normal("intercept", 0, 2)
+        pm.Bernoulli("y", logit_p=intercept + X_data @ beta, observed=y_data, **observed)
+    return model
+
+
+def hierarchical(g_data, y_data, **observed):
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 2)
+        tau = pm.HalfNormal("tau", 1)
+        z = pm.Normal("z", 0, 1, shape=GROUPS)
+        sigma = pm.HalfNormal("sigma", 2)
+        pm.Normal("y", (mu + tau * z)[g_data], sigma, observed=y_data, **observed)
+    return model
+
+
+FAMILIES = {
+    "linear": (linear, (X, Y_LINEAR)),
+    "logistic": (logistic, (X, Y_LOGISTIC)),
+    "hierarchical": (hierarchical, (GROUP, Y_GROUPED)),
+}
+
+
+def in_memory_logp_dlogp(model, jacobian=True):
+    """The model's own full-data logp and gradient, on the raveled point."""
+    (logp, dlogp), x = join_nonshared_inputs(
+        model.initial_point(),
+        [model.logp(jacobian=jacobian), model.dlogp(jacobian=jacobian)],
+        model.value_vars,
+    )
+    return compile([x], [logp, dlogp])
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request):
+    build, data = FAMILIES[request.param]
+    chunked = Chunked(*data)
+    streamed = build(*pm.Minibatch(chunked, batch_size=64, streaming=True))
+    return FullDataLogp(streamed), chunked, in_memory_logp_dlogp(build(*data))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cuts=st.lists(st.integers(0, N), max_size=12),
+    chunk_size=st.integers(1, 2 * N),
+    grad_points=st.integers(0, 4),
+    value_points=st.integers(0, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_a_pass_gives_the_in_memory_logp_and_gradient_at_every_point(
+    family, cuts, chunk_size, grad_points, value_points, seed
+):
+    full, chunked, reference = family
+    chunked.cuts = cuts
+    full.chunk_size = chunk_size
+    points = np.random.default_rng(seed).normal(size=(grad_points + value_points, full.ndim))
+    result = full.evaluate(points[:grad_points], points[grad_points:])
+    expected = [reference(point) for point in points]
+    expected_logp = np.array([logp for logp, _ in expected])
+    np.testing.assert_allclose(result.logp, expected_logp[:grad_points], rtol=1e-10)
+    np.testing.assert_allclose(result.value_logp, expected_logp[grad_points:], rtol=1e-10)
+    for grad, (_, expected_grad) in zip(result.grad, expected):
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-8, atol=1e-8)
+
+
+def test_one_pass_reads_the_data_once_whatever_the_number_of_points(family):
+    full, chunked, _ = family
+    chunked.cuts = [100, 700]
+    passes, rows = full.passes, full.rows_read
+    full.evaluate(np.zeros((3, full.ndim)), np.zeros((500, full.ndim)))
+    assert (full.passes - passes, full.rows_read - rows) == (1, N)
+
+
+def test_helpers_evaluate_one_point_or_many():
+    model = linear(*pm.Minibatch(X, Y_LINEAR, batch_size=64, streaming=True))
+    full = FullDataLogp(model, chunk_size=500)
+    reference = in_memory_logp_dlogp(linear(X, Y_LINEAR))
+    x = np.linspace(-1, 1, full.ndim)
+    value, grad = full.logp_dlogp(x)
+    np.testing.assert_allclose(value, reference(x)[0], rtol=1e-10)
+    np.testing.assert_allclose(grad, reference(x)[1], rtol=1e-8)
+    np.testing.assert_allclose(full.logp(np.stack([x, -x])), [reference(x)[0], reference(-x)[0]])
+
+
+def test_in_memory_minibatch_models_are_evaluated_on_all_their_data():
+    model = linear(*pm.Minibatch(X, Y_LINEAR, batch_size=64), total_size=N)
+    assert reads_minibatched_data(model)
+    full = FullDataLogp(model, chunk_size=300)
+    reference = in_memory_logp_dlogp(linear(X, Y_LINEAR))
+    points = np.random.default_rng(0).normal(size=(3, full.ndim))
+    result = full.evaluate(points, points)
+    np.testing.assert_allclose(result.logp, [reference(p)[0] for p in points], rtol=1e-10)
+    np.testing.assert_allclose(result.value_logp, result.logp, rtol=1e-12)
+    np.testing.assert_allclose(result.grad, [reference(p)[1] for p in points], rtol=1e-8)
+
+
+def test_without_jacobian():
+    model = linear(*pm.Minibatch(X, Y_LINEAR, batch_size=64, streaming=True))
+    full = FullDataLogp(model, jacobian=False)
+    reference = in_memory_logp_dlogp(linear(X, Y_LINEAR), jacobian=False)
+    x = np.full(full.ndim, 0.3)
+    np.testing.assert_allclose(full.logp_dlogp(x)[0], reference(x)[0], rtol=1e-10)
+
+
+def test_terms_without_streamed_data_count_once_and_separate_streams_separately():
+    """A second dataset of another length, a potential on streamed data, in-memory data."""
+    y_other = RNG.normal(size=333) + 1.0
+    with pm.Model() as streamed:
+        X_mb, y_mb = pm.Minibatch(X, Y_LINEAR, batch_size=64, streaming=True)
+        other_mb = pm.Minibatch(y_other, batch_size=10, streaming=True)
+        beta = pm.Normal("beta", 0, 2, shape=3)
+        mu = pm.Normal("mu")
+        pm.Normal("y", X_mb @ beta, 1, observed=y_mb)
+        pm.Normal("other", mu, 1, observed=other_mb)
+        pm.Normal("small", mu, 1, observed=[0.5, 1.5])
+        pm.Potential("penalty", -0.01 * pt.sum(X_mb @ beta))
+    with pm.Model() as in_memory:
+        beta = pm.Normal("beta", 0, 2, shape=3)
+        mu = pm.Normal("mu")
+        pm.Normal("y", X @ beta, 1, observed=Y_LINEAR)
+        pm.Normal("other", mu, 1, observed=y_other)
+        pm.Normal("small", mu, 1, observed=[0.5, 1.5])
+        pm.Potential("penalty", -0.01 * pt.sum(X @ beta))
+    full = FullDataLogp(streamed, chunk_size=100)
+    assert len(full.sources) == 2
+    reference = in_memory_logp_dlogp(in_memory)
+    x = np.array([0.1, -0.2, 0.3, 0.9])
+    value, grad = full.logp_dlogp(x)
+    np.testing.assert_allclose(value, reference(x)[0], rtol=1e-10)
+    np.testing.assert_allclose(grad, reference(x)[1], rtol=1e-8)
+    assert full.rows_read == N + 333
+
+
+def test_a_one_shot_source_is_refused_before_any_pass():
+    chunks = iter([(X[:600], Y_LINEAR[:600]), (X[600:], Y_LINEAR[600:])])
+    model = linear(*pm.Minibatch(chunks, batch_size=64, streaming=True, total_size=N))
+    with pytest.raises(
+        StreamingNotSupportedError, match=r"one-shot iterator.*cannot be read again"
+    ):
+        FullDataLogp(model)
+    assert next(chunks)[0].shape == (600, 3)  # the rest of the iterator was left unread
+
+
+def test_a_model_without_minibatches_is_refused():
+    assert not reads_minibatched_data(linear(X, Y_LINEAR))
+    with pytest.raises(StreamingNotSupportedError, match=r"reads no pm\.Minibatch"):
+        FullDataLogp(linear(X, Y_LINEAR))
+
+
+def test_a_prior_on_streamed_data_is_refused():
+    with pm.Model() as model:
+        y_mb = pm.Minibatch(Y_LINEAR, batch_size=64, streaming=True)
+        mu = pm.Normal("mu", pt.mean(y_mb), 1)
+        pm.Normal("y", mu, 1, observed=y_mb)
+    with pytest.raises(StreamingNotSupportedError, match="prior of 'mu' depends on minibatched"):
+        FullDataLogp(model)
+
+
+@pytest.mark.parametrize(
+    "chunk_size, error, match",
+    [(0, ValueError, "at least 1 row, got 0"), (2.5, TypeError, "integer number of rows")],
+    ids=["zero", "float"],
+)
+def test_chunk_size_is_validated(chunk_size, error, match):
+    model = linear(*pm.Minibatch(X, Y_LINEAR, batch_size=64, streaming=True))
+    with pytest.raises(error, match=match):
+        FullDataLogp(model, chunk_size=chunk_size)
+
+
+def test_points_of_the_wrong_shape_are_refused():
+    full = FullDataLogp(linear(*pm.Minibatch(X, Y_LINEAR, batch_size=64, streaming=True)))
+    with pytest.raises(ValueError, match=r"value_points must have shape \(number of points, 5\)"):
+        full.evaluate(value_points=np.zeros(5))
+
+
+@pytest.mark.parametrize("error", [OSError("disk gone"), SourceDataError("bad chunk")], ids=str)
+def test_source_errors_surface_with_their_type_and_no_reader_is_left(error):
+    def chunks():
+        yield X[:600], Y_LINEAR[:600]
+        raise error
+
+    model = linear(*pm.Minibatch(chunks, batch_size=64, streaming=True, total_size=N))
+    full = FullDataLogp(model)
+    with pytest.raises(type(error), match=str(error)) as raised:
+        full.logp_dlogp(np.zeros(full.ndim))
+    assert raised.value is error
+    assert not [t for t in threading.enumerate() if t.name == "pymc-full-data-pass"]
