@@ -18,6 +18,8 @@ buffers; ``pm.fit`` puts a fresh batch into them before every step, read ahead i
 thread. See ``docs/streaming.md`` for the user guide.
 """
 
+from pymc.streaming.array_files import HDF5Source, NpySource, ZarrSource
+from pymc.streaming.arrow_files import ArrowIPCSource, CSVSource, FeatherSource, ParquetSource
 from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
 from pymc.streaming.errors import (
     InvalidSourceError,
@@ -26,21 +28,36 @@ from pymc.streaming.errors import (
     StreamingNotSupportedError,
 )
 from pymc.streaming.minibatch import DEFAULT_PREFETCH, streaming_minibatch
-from pymc.streaming.sources import ArraySource, IterableSource, Source, ZippedSource, as_source
+from pymc.streaming.sources import (
+    ArraySource,
+    BlockSource,
+    IterableSource,
+    Source,
+    ZippedSource,
+    as_source,
+)
 from pymc.streaming.stream import Stream, StreamBuffer, get_stream, streams_in
 
 __all__ = [
     "DEFAULT_PREFETCH",
     "DEFAULT_SHUFFLE_BUFFER",
     "ArraySource",
+    "ArrowIPCSource",
+    "BlockSource",
+    "CSVSource",
+    "FeatherSource",
+    "HDF5Source",
     "InvalidSourceError",
     "IterableSource",
+    "NpySource",
+    "ParquetSource",
     "Source",
     "SourceDataError",
     "Stream",
     "StreamBuffer",
     "StreamingError",
     "StreamingNotSupportedError",
+    "ZarrSource",
     "ZippedSource",
     "as_source",
     "get_stream",

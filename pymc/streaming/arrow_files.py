@@ -101,14 +101,33 @@ def _specs(schema, outputs: Sequence[_Output]) -> tuple[OutputSpec, ...]:
     return tuple(specs)
 
 
-def _column(table, name: str, where: str) -> np.ndarray:
-    column = table.column(name)
-    if column.null_count:
+def _column_nulls(table, name: str, where: str) -> None:
+    nulls = table.column(name).null_count
+    if nulls:
         raise SourceDataError(
-            f"{where}: column {name!r} has {column.null_count} null value(s). Streaming "
-            "minibatches need complete numeric data: drop or impute the nulls in the file."
+            f"{where}: column {name!r} has {nulls} null value(s). Streaming minibatches need "
+            "complete numeric data: drop or impute the nulls in the file."
         )
-    return column.to_numpy(zero_copy_only=False)
+
+
+def _column(table, name: str, where: str) -> np.ndarray:
+    _column_nulls(table, name, where)
+    return table.column(name).to_numpy(zero_copy_only=False)
+
+
+def _matrix(table, names: Sequence[str], dtype: np.dtype, where: str) -> np.ndarray:
+    """Columns side by side, rows contiguous: the layout batches are gathered from."""
+    columns = table.select(list(names))
+    for name in names:
+        _column_nulls(columns, name, where)
+    same_type = all(field.type.to_pandas_dtype() == dtype for field in columns.schema)
+    if same_type and hasattr(columns, "to_tensor"):  # Table.to_tensor: pyarrow >= 18
+        # One pass in Arrow's C++, outside the GIL: half the time of filling column by column.
+        return np.asarray(columns.to_tensor(row_major=True)).reshape(len(columns), len(names))
+    matrix = np.empty((len(columns), len(names)), dtype=dtype)
+    for j, name in enumerate(names):
+        matrix[:, j] = columns.column(name).to_numpy(zero_copy_only=False)
+    return matrix
 
 
 def _to_chunk(table, outputs: Sequence[_Output], specs: Sequence[OutputSpec], where: str) -> Chunk:
@@ -118,10 +137,7 @@ def _to_chunk(table, outputs: Sequence[_Output], specs: Sequence[OutputSpec], wh
         if not output.matrix:
             parts.append(_column(table, output.names[0], where).astype(spec.dtype, copy=False))
             continue
-        matrix = np.empty((table.num_rows, len(output.names)), dtype=spec.dtype)
-        for j, name in enumerate(output.names):
-            matrix[:, j] = _column(table, name, where)
-        parts.append(matrix)
+        parts.append(_matrix(table, output.names, spec.dtype, where))
     return tuple(parts)
 
 
@@ -272,6 +288,8 @@ class ParquetSource(BlockSource):
                 f"{where} has no rows{' that pass the filter' if filter is not None else ''}."
             )
         self.block_rows = tuple(rows)
+        # Without a filter, a piece of a row group has a known number of rows.
+        self.splits_blocks = filter is None
         self._stamps = _FileStamps(sorted({path for _, path, _ in self._blocks}))
         self._describe = where
 
@@ -327,6 +345,34 @@ class ParquetSource(BlockSource):
                         f"{stats.null_count} null value(s). Streaming minibatches need complete "
                         "numeric data: drop or impute the nulls in the file."
                     )
+
+    def iter_block(self, index: int, rows: int) -> Iterator[Chunk]:
+        """Row group ``index`` in pieces of ``rows`` rows, decoded a piece at a time."""
+        piece, path, group = self._blocks[index]
+        self._stamps.check(path)
+        where = f"{path}, row group {group}"
+        pa = import_optional("pyarrow", extra="parquet", reader="ParquetSource")
+        batches = piece.to_batches(
+            schema=self._dataset.schema,
+            columns=self._columns,
+            batch_size=rows,
+            batch_readahead=1,  # pyarrow's default, 16, would decode the row group ahead whole
+            use_threads=self._use_threads,
+            fragment_scan_options=self._scan_options,
+        )
+        pending, buffered = [], 0
+        try:
+            for batch in batches:
+                pending.append(batch)
+                buffered += batch.num_rows
+                while buffered >= rows:
+                    table = pa.Table.from_batches(pending)
+                    yield _to_chunk(table.slice(0, rows), self._outputs, self.specs, where)
+                    pending, buffered = table.slice(rows).to_batches(), buffered - rows
+        except _arrow_errors() as error:
+            raise SourceDataError(f"Reading {where} failed (corrupt file?): {error}") from error
+        if buffered:
+            yield _to_chunk(pa.Table.from_batches(pending), self._outputs, self.specs, where)
 
     def read_block(self, index: int) -> Chunk:
         piece, path, group = self._blocks[index]

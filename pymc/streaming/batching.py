@@ -103,6 +103,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         self._deferred: BaseException | None = None
         # Data in memory: windows hold row numbers, and each batch is gathered in one copy.
         self._gather = source.take if source.random_access and source.gathers_rows else None
+        self._open_block: tuple | None = None  # (block, next piece, iterator of its pieces)
 
     @property
     def state(self) -> BatcherState:
@@ -196,7 +197,8 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         if not self.shuffle_buffer:
             return window
         order = _window_rng(self.seed, epoch, index + 1).permutation(len(window[0]))
-        return tuple(part[order] for part in window)
+        # np.take gathers rows two to three times faster than fancy indexing.
+        return tuple(np.take(part, order, axis=0) for part in window)
 
     def _check_finite(self, window: Chunk, epoch: int) -> None:
         for i, part in enumerate(window):
@@ -251,33 +253,58 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         """Yield ``(rows, read)`` per window of whole blocks, visited in a random order.
 
         A window closes once it holds ``shuffle_buffer`` rows, so it holds at most that plus one
-        block; without shuffling every block is its own window, in storage order.
+        block; without shuffling every block is its own window, in storage order. A source that
+        ``splits_blocks`` has its larger blocks read in consecutive pieces of a window each.
         """
         sizes = self.source.block_rows
+        limit = self.shuffle_buffer or SEQUENTIAL_READ_ROWS
         order = np.flatnonzero(sizes)
         if self.shuffle_buffer:
             order = _window_rng(self.seed, epoch, 0).permutation(order)
         group: list[int] = []
         rows = 0
         for position, index in enumerate(order):
-            group.append(int(index))
-            rows += sizes[index]
+            index, size = int(index), int(sizes[index])
+            if self.source.splits_blocks and size > limit:
+                for piece in range(-(-size // limit)):
+                    piece_rows = min(limit, size - piece * limit)
+                    yield piece_rows, lambda i=index, k=piece: self._read_piece(i, k, limit)
+                continue
+            group.append(index)
+            rows += size
             if rows >= self.shuffle_buffer or position == len(order) - 1:
                 yield rows, lambda group=group: self._read_blocks(group)
                 group, rows = [], 0
+        if group:
+            yield rows, lambda group=group: self._read_blocks(group)
+
+    def _read_piece(self, index: int, piece: int, rows: int) -> Chunk:
+        """Piece ``piece`` of block ``index``, continuing the block's reader when it is open."""
+        open_index, open_piece, pieces = self._open_block or (None, None, None)
+        if (open_index, open_piece) != (index, piece):
+            pieces = self.source.iter_block(index, rows)
+            for _ in range(piece):  # only after a restore into the middle of a block
+                next(pieces)
+        chunk = next(pieces, None)
+        self._open_block = (index, piece + 1, pieces)
+        expected = min(rows, self.source.block_rows[index] - piece * rows)
+        self._check_rows(chunk, index, expected, f"piece {piece} of block {index}")
+        return chunk
 
     def _read_blocks(self, indices: list[int]) -> Chunk:
-        blocks = []
-        for index in indices:
-            block = self.source.read_block(index)
-            if len(block[0]) != self.source.block_rows[index]:
-                raise SourceDataError(
-                    f"Block {index} of the source ({self.source!r}) has {len(block[0])} rows, "
-                    f"but {self.source.block_rows[index]} when the stream was opened. The data "
-                    "changed while it was being streamed."
-                )
-            blocks.append(block)
+        blocks = [self.source.read_block(index) for index in indices]
+        for index, block in zip(indices, blocks):
+            self._check_rows(block, index, self.source.block_rows[index], f"block {index}")
         return _concat(blocks)
+
+    def _check_rows(self, chunk: Chunk | None, index: int, expected: int, what: str) -> None:
+        rows = 0 if chunk is None else len(chunk[0])
+        if rows != expected:
+            raise SourceDataError(
+                f"The source ({self.source!r}) read {rows} rows for {what}, where it had "
+                f"{expected} when the stream was opened. The data changed while it was being "
+                "streamed."
+            )
 
     def _sequential_windows(self, epoch: int):
         """Yield ``(rows, read)`` per window of consecutive rows (each chunk when not shuffling)."""

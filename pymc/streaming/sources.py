@@ -112,9 +112,13 @@ class BlockSource(Source):
     ----------
     block_rows : tuple of int
         Rows in each block, in storage order, known without reading the data.
+    splits_blocks : bool
+        Whether :meth:`iter_block` reads a block in pieces without holding it whole. The batcher
+        then reads a block larger than the shuffle buffer one window-sized piece at a time.
     """
 
     block_rows: tuple[int, ...]
+    splits_blocks: bool = False
 
     @property
     def num_rows(self) -> int:
@@ -124,12 +128,20 @@ class BlockSource(Source):
     def read_block(self, index: int) -> Chunk:
         """Read block ``index`` whole, with exactly ``block_rows[index]`` rows."""
 
+    def iter_block(self, index: int, rows: int) -> Iterator[Chunk]:
+        """Block ``index`` in consecutive pieces of ``rows`` rows (the last one shorter)."""
+        block = self.read_block(index)
+        for start in range(0, len(block[0]), rows):
+            yield tuple(part[start : start + rows] for part in block)
+
     def chunks(self) -> Iterator[Chunk]:
         for index in range(len(self.block_rows)):
             yield self.read_block(index)
 
     def head(self, rows: int) -> Chunk:
         first = next(i for i, count in enumerate(self.block_rows) if count)
+        if self.splits_blocks:
+            return next(self.iter_block(first, rows))
         return tuple(part[:rows] for part in self.read_block(first))
 
 

@@ -308,3 +308,13 @@ def test_missing_pyarrow_names_the_package_and_extra(monkeypatch, tmp_path):
         ModuleNotFoundError, match=r"ParquetSource needs the package 'pyarrow'.*pymc\[parquet\]"
     ):
         ParquetSource(tmp_path)
+
+
+def test_row_groups_larger_than_the_buffer_are_decoded_a_piece_at_a_time(tmp_path):
+    path = write("parquet", tmp_path, 3_000, block=3_000)
+    source = open_source("parquet", path)
+    source.read_block = None  # never read whole
+    ids = np.concatenate([y for _, y in batches(source, 100, 60, shuffle_buffer=500, seed=3)])
+    for epoch in (ids[:3_000], ids[3_000:]):
+        np.testing.assert_array_equal(np.sort(epoch), np.arange(3_000))
+    assert np.ptp(ids[:500]) < 500  # a window is one 500-row piece of the row group

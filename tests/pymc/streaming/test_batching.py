@@ -58,14 +58,16 @@ def streams(draw):
     n_rows = draw(st.integers(1, 300))
     cuts = draw(st.lists(st.integers(1, max(1, n_rows - 1)), max_size=12))
     chunks = chunked(n_rows, cuts)
-    kind = draw(st.sampled_from(["array", "aligned-reads", "blocks", "list", "factory", "zipped"]))
+    kinds = ["array", "aligned-reads", "blocks", "split-blocks", "list", "factory", "zipped"]
+    kind = draw(st.sampled_from(kinds))
     if kind in ("array", "aligned-reads"):
         X = np.concatenate([c[0] for c in chunks])
         source = as_source(X, X[:, 0].astype(int))
         if kind == "aligned-reads":  # an on-disk chunking, as HDF5 and Zarr have
             source.gathers_rows, source.read_alignment = False, draw(st.integers(1, 50))
-    elif kind == "blocks":
+    elif kind in ("blocks", "split-blocks"):
         source = ListOfBlocks(chunks)
+        source.splits_blocks = kind == "split-blocks"
     elif kind == "list":
         source = as_source(chunks)
     elif kind == "factory":
@@ -177,6 +179,25 @@ def test_blocks_are_read_whole_in_a_random_order_each_epoch():
     assert epoch_orders[0] != epoch_orders[1]
 
 
+def test_blocks_larger_than_the_buffer_are_read_in_consecutive_pieces():
+    source = ListOfBlocks(chunked(1000, [600]))
+    source.splits_blocks = True
+    opened = []
+    iter_block = source.iter_block
+    source.iter_block = lambda i, rows: opened.append((i, rows)) or iter_block(i, rows)
+    batcher = make_batcher(source, 50, shuffle_buffer=250, seed=2)
+    epoch = [next(batcher)[0][1] for _ in range(20)]
+    # One reader per block, each window a shuffled 250-row piece of consecutive rows.
+    assert sorted(opened) == [(0, 250), (1, 250)]
+    window = np.concatenate(epoch[:5])
+    assert window.max() - window.min() < 250 and len(np.unique(window)) == 250
+    np.testing.assert_array_equal(np.sort(np.concatenate(epoch)), np.arange(1000))
+    # A restore into the middle of a block skips to its piece.
+    state = {"seed": 2, "epoch": 0, "offset": 300}
+    again = Batcher(source, batch_size=50, shuffle_buffer=250, state=state)
+    np.testing.assert_array_equal(next(again)[0][1], epoch[6])
+
+
 def test_aligned_reads_start_on_chunk_boundaries():
     reads = []
     source = as_source(np.arange(10_000))
@@ -191,7 +212,7 @@ def test_a_block_that_changes_size_is_reported():
     source = ListOfBlocks(chunked(100, [50]))
     source.blocks[1] = tuple(part[:10] for part in source.blocks[1])
     batcher = make_batcher(source, 10, shuffle_buffer=0)
-    with pytest.raises(SourceDataError, match=r"Block 1 of .* has 10 rows, but 50 when"):
+    with pytest.raises(SourceDataError, match=r"read 10 rows for block 1, where it had 50 when"):
         [next(batcher) for _ in range(10)]
 
 

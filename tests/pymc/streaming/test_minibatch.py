@@ -134,7 +134,7 @@ def test_bad_keywords(kwargs, error, match):
 def test_not_a_source_is_refused():
     with pytest.raises(InvalidSourceError, match="is a PyTensor variable"):
         pm.Minibatch(pt.as_tensor(X), batch_size=10, streaming=True)
-    with pytest.raises(InvalidSourceError, match="is a str"):
+    with pytest.raises(InvalidSourceError, match=r"is a path .*CSVSource"):
         pm.Minibatch("data.csv", batch_size=10, streaming=True)
 
 
