@@ -13,6 +13,7 @@
 #   limitations under the License.
 """Exact full-data log density and gradient of a minibatched model, by passes over its data."""
 
+import contextlib
 import numbers
 
 from collections.abc import Iterator, Sequence
@@ -74,8 +75,7 @@ class _DataBlock:
 
     source: Source
     placeholders: list[Variable]  # one per output of the source, in its order
-    value_grad_fn: object = None
-    value_fn: object = None
+    fn: object = None
 
 
 class _Minibatched:
@@ -132,7 +132,13 @@ def _full_data_model(model: Model) -> tuple[Model, dict[Variable, _Minibatched]]
 
     Returns the copy and those inputs, each with the data it stands for.
     """
-    fgraph, _ = fgraph_from_model(model)
+    # Initial values do not change the log density, and fgraph_from_model refuses them.
+    initial_values = dict(model.rvs_to_initial_values)
+    model.rvs_to_initial_values.update(dict.fromkeys(initial_values))
+    try:
+        fgraph, _ = fgraph_from_model(model)
+    finally:
+        model.rvs_to_initial_values.update(initial_values)
     found = _minibatched(fgraph.outputs)
     if not found:
         raise StreamingNotSupportedError(
@@ -282,18 +288,16 @@ class FullDataLogp:
         self._point = model.initial_point()
         self.ndim = int(sum(np.size(self._point[v.name]) for v in model.value_vars))
         (once_logp, *block_logps), x = join_nonshared_inputs(self._point, sums, value_vars)
-        points = pt.matrix("points", dtype=x.dtype)
-        self._once_fns = self._compile(x, points, once_logp, [], compile_kwargs)
         self._blocks = []
-        for (members, _), logp in zip(groups, block_logps):
+        for index, ((members, _), logp) in enumerate(zip(groups, block_logps)):
             sources = [member.source() for member in members]
             block = _DataBlock(
                 source=sources[0] if len(sources) == 1 else ZippedSource(sources),
                 placeholders=[p for member in members for p in member.placeholders],
             )
-            block.value_grad_fn, block.value_fn = self._compile(
-                x, points, logp, block.placeholders, compile_kwargs
-            )
+            # The first block's function also evaluates the terms without data.
+            once = once_logp if index == 0 else pt.zeros((), dtype="float64")
+            block.fn = self._compile(x, once, logp, block.placeholders, compile_kwargs)
             self._blocks.append(block)
 
     # --- building -------------------------------------------------------------------------
@@ -315,19 +319,27 @@ class FullDataLogp:
         return blocks
 
     @staticmethod
-    def _compile(x, points, logp, placeholders, compile_kwargs) -> tuple:
-        """Compile ``logp`` of the raveled point ``x`` with and without its gradient.
+    def _compile(x, once_logp, data_logp, placeholders, compile_kwargs):
+        """Compile one call of a pass: value and gradient at some points, value at others.
 
-        Both are vectorised over the rows of ``points``.
+        Inputs: points for the terms without data (with and without gradient, given on the
+        first call of a pass only, empty afterwards), points for the data terms (likewise), and
+        the rows of data. One function, vectorised over the rows of each set of points.
         """
-        grad = pytensor.grad(logp, x, disconnected_inputs="ignore")
-        batched_logp, batched_grad = vectorize_graph([logp, grad], replace={x: points})
-        inputs = [points, *placeholders]
+        once_grad = pytensor.grad(once_logp, x, disconnected_inputs="ignore")
+        data_grad = pytensor.grad(data_logp, x, disconnected_inputs="ignore")
+        point_sets = [pt.matrix(name, dtype=x.dtype) for name in ("once_g", "once_v", "g", "v")]
+        once_g, once_v, data_g, data_v = point_sets
+        outputs = [
+            *vectorize_graph([once_logp, once_grad], replace={x: once_g}),
+            vectorize_graph(once_logp, replace={x: once_v}),
+            *vectorize_graph([data_logp, data_grad], replace={x: data_g}),
+            vectorize_graph(data_logp, replace={x: data_v}),
+        ]
         options = {"on_unused_input": "ignore", **compile_kwargs}
-        value_grad = compile(inputs, [batched_logp, batched_grad], **options)
-        value = compile(inputs, batched_logp, **options)
-        value_grad.trust_input = value.trust_input = True
-        return value_grad, value
+        fn = compile([*point_sets, *placeholders], outputs, **options)
+        fn.trust_input = True
+        return fn
 
     # --- evaluating -----------------------------------------------------------------------
     @property
@@ -391,28 +403,31 @@ class FullDataLogp:
         """
         grad_points = self._as_points(grad_points, "grad_points")
         value_points = self._as_points(value_points, "value_points")
-        n_grad, n_value = len(grad_points), len(value_points)
-        once_value_grad, once_value = self._once_fns
-        logp, grad = once_value_grad(grad_points) if n_grad else (np.zeros(0), grad_points)
-        logp, grad = np.array(logp, dtype=np.float64), np.array(grad, dtype=np.float64)
-        value_logp = np.array(once_value(value_points) if n_value else np.zeros(0), np.float64)
-        grad_rows = max(1, self.chunk_size // max(n_grad, 1))
-        value_rows = max(1, self.chunk_size // max(n_value, 1))
+        logp = np.zeros(len(grad_points))
+        grad = np.zeros_like(grad_points)
+        value_logp = np.zeros(len(value_points))
+        rows_per_call = max(1, self.chunk_size // max(len(grad_points) + len(value_points), 1))
+        none = grad_points[:0]
+        once_points = (grad_points, value_points)  # the first call of the pass only
         self.passes += 1
         for block in self._blocks:
-            for chunk in self._chunks(block):
-                rows = len(chunk[0])
-                self.rows_read += rows
-                if n_grad:
-                    for start in range(0, rows, grad_rows):
-                        part = [a[start : start + grad_rows] for a in chunk]
-                        chunk_logp, chunk_grad = block.value_grad_fn(grad_points, *part)
-                        logp += chunk_logp
-                        grad += chunk_grad
-                if n_value:
-                    for start in range(0, rows, value_rows):
-                        part = [a[start : start + value_rows] for a in chunk]
-                        value_logp += block.value_fn(value_points, *part)
+            # Closed at once if evaluating fails, so that no reader thread outlives the pass.
+            with contextlib.closing(self._chunks(block)) as chunks:
+                for chunk in chunks:
+                    rows = len(chunk[0])
+                    self.rows_read += rows
+                    for start in range(0, rows, rows_per_call):
+                        part = [a[start : start + rows_per_call] for a in chunk]
+                        out = block.fn(*once_points, grad_points, value_points, *part)
+                        once_g, once_gg, once_v, data_g, data_gg, data_v = out
+                        if once_points[0] is not none:
+                            logp += once_g
+                            grad += once_gg
+                            value_logp += once_v
+                            once_points = (none, none)
+                        logp += data_g
+                        grad += data_gg
+                        value_logp += data_v
         return PassResult(logp=logp, grad=grad, value_logp=value_logp)
 
     def _as_points(self, points, name: str) -> np.ndarray:

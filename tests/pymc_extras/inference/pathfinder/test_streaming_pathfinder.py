@@ -1,0 +1,240 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Pathfinder on a streaming model gives in-memory Pathfinder's draws, on full-data passes."""
+
+import functools
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
+
+import pymc as pm
+import pymc_extras as pmx
+
+from pymc.streaming import StreamingNotSupportedError
+from pymc_extras.inference.pathfinder.streaming import full_data_paths
+
+N = 2_000
+GROUPS = 60
+RNG = np.random.default_rng(11)
+X = RNG.normal(size=(N, 3))
+ETA = 0.3 + X @ [1.0, -0.5, 0.25]
+Y_LINEAR = ETA + RNG.normal(size=N)
+Y_LOGISTIC = RNG.binomial(1, 1 / (1 + np.exp(-ETA))).astype(np.int64)
+GROUP = RNG.integers(GROUPS, size=N)
+Y_GROUPED = 1.0 + 0.7 * RNG.normal(size=GROUPS)[GROUP] + RNG.normal(size=N)
+
+FIT = {"num_paths": 2, "num_draws": 400, "num_draws_per_path": 400, "progressbar": False}
+SERIAL = {**FIT, "parallel": False}  # in-memory references: no worker processes to start
+
+
+class Chunked:
+    """A re-iterable over aligned arrays, cut into chunks wherever the test says."""
+
+    def __init__(self, *arrays):
+        self.arrays = arrays
+        self.num_rows = len(arrays[0])
+        self.cuts: list[int] = []
+        self.passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        bounds = [0, *sorted(self.cuts), self.num_rows]
+        for start, stop in itertools.pairwise(bounds):
+            yield tuple(array[start:stop] for array in self.arrays)
+
+
+def linear(X_data, y_data, **observed):
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0, 2, shape=3)
+        intercept = pm.Normal("intercept", 0, 2)
+        sigma = pm.HalfNormal("sigma", 2)
+        pm.Normal("y", intercept + X_data @ beta, sigma, observed=y_data, **observed)
+    return model
+
+
+def logistic(X_data, y_data, **observed):
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0, 2, shape=3)
+        intercept = pm.Normal("intercept", 0, 2)
+        pm.Bernoulli("y", logit_p=intercept + X_data @ beta, observed=y_data, **observed)
+    return model
+
+
+def hierarchical(g_data, y_data, **observed):
+    """Random intercepts for 60 groups, non-centred."""
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 2)
+        tau = pm.HalfNormal("tau", 1)
+        z = pm.Normal("z", 0, 1, shape=GROUPS)
+        sigma = pm.HalfNormal("sigma", 2)
+        pm.Normal("y", (mu + tau * z)[g_data], sigma, observed=y_data, **observed)
+    return model
+
+
+FAMILIES = {
+    "linear": (linear, (X, Y_LINEAR)),
+    "logistic": (logistic, (X, Y_LOGISTIC)),
+    "hierarchical": (hierarchical, (GROUP, Y_GROUPED)),
+}
+
+
+def moments(idata):
+    """Posterior means and sds of every free variable, flattened."""
+    posterior = idata.posterior
+    names = sorted(name for name in posterior.data_vars)
+    means = np.concatenate([posterior[n].mean(("chain", "draw")).values.ravel() for n in names])
+    sds = np.concatenate([posterior[n].std(("chain", "draw")).values.ravel() for n in names])
+    return means, sds
+
+
+@functools.cache
+def in_memory(family, seed=1, **options):
+    build, data = FAMILIES[family]
+    return pmx.fit(method="pathfinder", model=build(*data), random_seed=seed, **SERIAL, **options)
+
+
+@functools.cache
+def streaming_model(family):
+    build, data = FAMILIES[family]
+    chunked = Chunked(*data)
+    return build(*pm.Minibatch(chunked, batch_size=50, streaming=True)), chunked
+
+
+def assert_same_draws(streamed, reference):
+    """Equal up to floating-point summation order, which L-BFGS may amplify a little."""
+    (mean, sd), (ref_mean, ref_sd) = moments(streamed), moments(reference)
+    np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-4 * ref_sd.max())
+    np.testing.assert_allclose(sd, ref_sd, rtol=1e-3)
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cuts=st.lists(st.integers(0, N), max_size=10), chunk_size=st.integers(64, 4 * N))
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_streaming_pathfinder_equals_in_memory_pathfinder(family, cuts, chunk_size):
+    model, chunked = streaming_model(family)
+    chunked.cuts = cuts
+    streamed = pmx.fit(
+        method="pathfinder", model=model, random_seed=1, chunk_size=chunk_size, **FIT
+    )
+    assert_same_draws(streamed, in_memory(family))
+
+
+def test_in_memory_minibatch_models_fit_all_their_data():
+    """Upstream's pm.Minibatch used to give Pathfinder a noisy objective; now the full data."""
+    model = linear(*pm.Minibatch(X, Y_LINEAR, batch_size=50), total_size=N)
+    fitted = pmx.fit(method="pathfinder", model=model, random_seed=1, **FIT)
+    assert_same_draws(fitted, in_memory("linear"))
+
+
+@pytest.mark.parametrize("importance_sampling", ["psis", "psir", "identity", None], ids=str)
+def test_importance_sampling_variants_and_paths(importance_sampling):
+    model, chunked = streaming_model("linear")
+    chunked.cuts = [500, 1500]
+    options = {"importance_sampling": importance_sampling, "num_paths": 3, "jitter": 1.0}
+    fit = {**SERIAL, **options}
+    streamed = pmx.fit(method="pathfinder", model=model, random_seed=2, **fit)
+    build, data = FAMILIES["linear"]
+    reference = pmx.fit(method="pathfinder", model=build(*data), random_seed=2, **fit)
+    assert streamed.posterior.sizes == reference.posterior.sizes
+    assert set(streamed.children) == set(reference.children)
+    assert_same_draws(streamed, reference)
+
+
+def test_parallel_runs_the_paths_side_by_side_in_this_process_with_the_same_result():
+    model, chunked = streaming_model("logistic")
+    chunked.cuts = [999]
+    serial = pmx.fit(method="pathfinder", model=model, random_seed=3, parallel=False, **FIT)
+    before = threading.active_count()
+    parallel = pmx.fit(method="pathfinder", model=model, random_seed=3, parallel=True, **FIT)
+    assert threading.active_count() == before
+    np.testing.assert_array_equal(moments(parallel)[0], moments(serial)[0])
+
+
+def test_the_seed_decides_the_draws():
+    model, chunked = streaming_model("linear")
+    chunked.cuts = []
+    first, again, other = (
+        pmx.fit(method="pathfinder", model=model, random_seed=seed, **FIT) for seed in (4, 4, 5)
+    )
+    np.testing.assert_array_equal(first.posterior["beta"], again.posterior["beta"])
+    assert not np.array_equal(first.posterior["beta"], other.posterior["beta"])
+
+
+def test_fit_pathfinder_accepts_initvals_on_a_streaming_model():
+    model, chunked = streaming_model("linear")
+    chunked.cuts = [7]
+    fitted = pmx.fit_pathfinder(
+        model=model, random_seed=1, initvals={"intercept": np.array(0.3)}, **FIT
+    )
+    means = fitted.posterior["beta"].mean(("chain", "draw"))
+    np.testing.assert_allclose(means, [1.0, -0.5, 0.25], atol=0.15)
+
+
+def test_paths_share_every_pass():
+    """One read of the data per L-BFGS evaluation of the longest path, plus two."""
+    model, chunked = streaming_model("hierarchical")
+    chunked.cuts = [1000]
+    paths = full_data_paths(
+        model,
+        num_draws=200,
+        num_elbo_draws=10,
+        jitter=2.0,
+        lbfgs_config=LBFGSConfig().set_default_maxcor(GROUPS + 3),
+        max_init_retries=10,
+        jacobian_correction=True,
+        compile_kwargs={},
+        chunk_size=None,
+        parallel=False,
+    )
+    passes = chunked.passes
+    results = dict(paths.generator([11, 12, 13]))
+    assert sorted(results) == [0, 1, 2]
+    read = chunked.passes - passes
+    assert read == paths.evaluator.passes
+    assert read <= max(paths.evaluations) + 2 < sum(paths.evaluations)
+
+
+def test_a_one_shot_source_is_refused_before_starting():
+    chunks = iter([(X[:1000], Y_LINEAR[:1000]), (X[1000:], Y_LINEAR[1000:])])
+    model = linear(*pm.Minibatch(chunks, batch_size=50, streaming=True, total_size=N))
+    with pytest.raises(StreamingNotSupportedError, match=r"one-shot iterator.*cannot be read"):
+        pmx.fit(method="pathfinder", model=model, **FIT)
+    assert next(chunks)[0].shape == (1000, 3)
+
+
+class Flaky(Chunked):
+    """Fails on its fourth pass, in the middle of it."""
+
+    def __iter__(self):
+        for i, chunk in enumerate(super().__iter__()):
+            if self.passes == 4 and i == 1:
+                raise OSError("the disk went away")
+            yield chunk
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_source_errors_surface_with_their_type_and_nothing_is_left_running(parallel):
+    flaky = Flaky(X, Y_LINEAR)
+    flaky.cuts = [1000]
+    model = linear(*pm.Minibatch(flaky, batch_size=50, streaming=True))
+    with pytest.raises(OSError, match="the disk went away"):
+        pmx.fit(method="pathfinder", model=model, parallel=parallel, **FIT)
+    names = [thread.name for thread in threading.enumerate()]
+    assert not [n for n in names if n.startswith(("pathfinder-path", "pymc-full-data"))]
