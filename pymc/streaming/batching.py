@@ -282,14 +282,24 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         """Piece ``piece`` of block ``index``, continuing the block's reader when it is open."""
         open_index, open_piece, pieces = self._open_block or (None, None, None)
         if (open_index, open_piece) != (index, piece):
+            self._close_block()  # before opening the next: a reader holds buffers of its own
             pieces = self.source.iter_block(index, rows)
             for _ in range(piece):  # only after a restore into the middle of a block
                 next(pieces)
         chunk = next(pieces, None)
         self._open_block = (index, piece + 1, pieces)
-        expected = min(rows, self.source.block_rows[index] - piece * rows)
+        size = self.source.block_rows[index]
+        if (piece + 1) * rows >= size:
+            self._close_block()
+        expected = min(rows, size - piece * rows)
         self._check_rows(chunk, index, expected, f"piece {piece} of block {index}")
         return chunk
+
+    def _close_block(self) -> None:
+        if self._open_block is not None:
+            _, _, pieces = self._open_block
+            self._open_block = None
+            pieces.close()
 
     def _read_blocks(self, indices: list[int]) -> Chunk:
         blocks = [self.source.read_block(index) for index in indices]

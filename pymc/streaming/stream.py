@@ -206,7 +206,10 @@ class Stream:
             # window's batches: the thread then reads the next window while the step consumes
             # this one. Its batches are views of the window, so that costs one window of memory.
             group = max(1, self.prefetch // 2)
-            window_rows = max(self.shuffle_buffer, SEQUENTIAL_READ_ROWS)
+            # Never more than an epoch ahead, so a fault in a small source surfaces promptly.
+            window_rows = min(
+                max(self.shuffle_buffer, SEQUENTIAL_READ_ROWS), self.num_rows or 2**62
+            )
             window_groups = -(-window_rows // (group * self.batch_size))
             self._reader = Prefetcher(
                 _groups(self._batcher, group),

@@ -1,0 +1,226 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Streaming from Parquet: peak memory against data size, ingest speed, and fit speed.
+
+Run ``.venv/bin/python benchmarks/bench_parquet_streaming.py`` (about 10 minutes on a 2-core
+machine, most of it writing the 10M-row file on the first run; ``--quick`` for a smoke run on
+small files). It prints one JSON object on stdout.
+
+The data: a linear regression, ``FEATURES`` float64 columns plus ``y``, in row groups of
+1,048,576 rows (pyarrow's default, which the source reads a shuffle window at a time), written once to ``benchmarks/data/`` (git-ignored): 1M rows (about 90 MB) and
+10M rows (about 0.9 GB).
+
+``memory``
+    A fresh process per file fits ADVI by streaming the whole file once (one epoch, batches of
+    1,024, default shuffle buffer and prefetch) and reports its peak RSS (``ru_maxrss``), its
+    RSS before the fit (imports and model), and rows/s. The figures that matter:
+    ``peak_ratio_10m_over_1m`` (the issue asks ≤ 1.1) and the 10M-row peak (< 400 MB).
+``ingest``
+    Rows per second delivered as ready, shuffled batches of 256 by a ``ParquetSource`` stream
+    (its background reader, default options), against a raw ``pyarrow.dataset`` scan of the
+    same columns (``Dataset.to_batches``, pyarrow's defaults, Arrow batches not converted),
+    interleaved over repetitions. The issue asks ``ingest_ratio`` ≥ 0.8.
+``fit``
+    ADVI steps/s (batches of 256, timed after a warm-up, compilation excluded) streaming from
+    the 1M-row Parquet file against the same rows as numpy arrays in memory (an in-memory
+    ``ArraySource`` stream, its defaults), interleaved. The issue asks ``fit_ratio`` ≥ 0.9.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import StepClock, print_result
+from datasets import FEATURES, regression_parquet
+
+_DATA = Path(__file__).parent / "data"
+_COLUMNS = [[f"x{j}" for j in range(FEATURES)], "y"]
+
+
+def _model(source, batch_size: int, **options):
+    import pymc as pm
+
+    with pm.Model() as model:
+        X, y = pm.Minibatch(source, batch_size=batch_size, streaming=True, **options)
+        intercept = pm.Normal("intercept", 0, 5)
+        beta = pm.Normal("beta", 0, 5, shape=FEATURES)
+        sigma = pm.HalfNormal("sigma", 2)
+        pm.Normal("y", intercept + X @ beta, sigma, observed=y)
+    return model
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def child_fit(path: str, batch_size: int) -> None:
+    """One epoch of streaming ADVI over ``path``; prints JSON (run in a fresh process)."""
+    import psutil
+
+    import pymc as pm
+
+    from pymc.streaming import ParquetSource
+
+    source = ParquetSource(path, columns=_COLUMNS)
+    model = _model(source, batch_size, random_seed=0)
+    before_fit = psutil.Process().memory_info().rss / 2**20
+    steps = source.num_rows // batch_size
+    warmup = min(100, steps // 10)
+    clock = StepClock(warmup=warmup, steps=steps - 2 * warmup)
+    with model:
+        pm.fit(steps, callbacks=[clock.callback], progressbar=False, random_seed=0)
+    rows_per_s = clock.steps * batch_size / clock.seconds()
+    result = {"rows": source.num_rows, "rss_before_fit_mb": before_fit}
+    result |= {"peak_rss_mb": _peak_rss_mb(), "rows_per_s": rows_per_s}
+    json.dump(result, sys.stdout)
+
+
+def memory(paths: dict[str, Path], batch_size: int) -> dict:
+    out = {}
+    for label, path in paths.items():
+        command = [sys.executable, __file__, "--child-fit", str(path), str(batch_size)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise RuntimeError(f"the child fit of {path} failed:\n{done.stderr[-3000:]}")
+        out[label] = json.loads(done.stdout.strip().splitlines()[-1])
+        out[label]["file_mb"] = path.stat().st_size / 2**20
+    small, large = out.values()
+    out["peak_ratio_large_over_small"] = large["peak_rss_mb"] / small["peak_rss_mb"]
+    return out
+
+
+def _raw_scan(path: Path) -> float:
+    import pyarrow.dataset as ds
+
+    columns = [*_COLUMNS[0], _COLUMNS[1]]
+    start = time.perf_counter()
+    rows = sum(batch.num_rows for batch in ds.dataset(path).to_batches(columns=columns))
+    return rows / (time.perf_counter() - start)
+
+
+def _our_ingest(path: Path) -> float:
+    from pymc.streaming import ParquetSource, Stream
+
+    source = ParquetSource(path, columns=_COLUMNS)
+    stream = Stream(
+        source,
+        batch_size=256,
+        shuffle_buffer=65_536,
+        seed=0,
+        prefetch=16,
+        total_size=None,
+        check_finite=False,
+        name="ingest",
+    )
+    batches = source.num_rows // 256
+    start = time.perf_counter()
+    stream.start_reading()
+    try:
+        for _ in range(batches):
+            stream.next_batch()
+    finally:
+        stream.stop_reading()
+    return batches * 256 / (time.perf_counter() - start)
+
+
+def ingest(path: Path, repetitions: int) -> dict:
+    raw, ours = [], []
+    for _ in range(repetitions):
+        raw.append(_raw_scan(path))
+        ours.append(_our_ingest(path))
+    return {
+        "raw_pyarrow_scan_rows_per_s": float(np.median(raw)),
+        "parquet_stream_rows_per_s": float(np.median(ours)),
+        "ingest_ratio": float(np.median(ours) / np.median(raw)),
+        "all_raw": raw,
+        "all_ours": ours,
+    }
+
+
+def _steps_per_s(source, warmup: int, steps: int) -> float:
+    import pymc as pm
+
+    clock = StepClock(warmup=warmup, steps=steps)
+    with _model(source, 256, random_seed=1):
+        pm.fit(warmup + steps, callbacks=[clock.callback], progressbar=False, random_seed=1)
+    return steps / clock.seconds()
+
+
+def fit(path: Path, repetitions: int, warmup: int, steps: int) -> dict:
+    import pyarrow.parquet as pq
+
+    from pymc.streaming import ArraySource, ParquetSource
+
+    table = pq.read_table(path)
+    X = np.column_stack([table.column(name).to_numpy() for name in _COLUMNS[0]])
+    y = table.column("y").to_numpy()
+    del table
+    variants = {
+        "parquet": lambda: ParquetSource(path, columns=_COLUMNS),
+        "in_memory_array": lambda: ArraySource([X, y]),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for repetition in range(repetitions):
+        order = list(variants)[repetition % 2 :] + list(variants)[: repetition % 2]
+        for name in order:
+            rates[name].append(_steps_per_s(variants[name](), warmup, steps))
+    medians = {name: float(np.median(values)) for name, values in rates.items()}
+    return {
+        "steps_per_s": medians,
+        "fit_ratio": medians["parquet"] / medians["in_memory_array"],
+        "all": rates,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small files, one repetition")
+    parser.add_argument("--child-fit", nargs=2, metavar=("PATH", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_fit:
+        child_fit(args.child_fit[0], int(args.child_fit[1]))
+        return
+    sizes = {"1M": 1_000_000, "10M": 10_000_000}
+    if args.quick:
+        sizes = {"100k": 100_000, "300k": 300_000}
+    _DATA.mkdir(exist_ok=True)
+    paths = {label: _DATA / f"linear_{label}.parquet" for label in sizes}
+    for label, rows in sizes.items():
+        regression_parquet(paths[label], rows)
+    small, large = paths.values()
+    repetitions = 1 if args.quick else 3
+    result = {
+        "benchmark": "parquet_streaming",
+        "params": {
+            "rows": sizes,
+            "features": FEATURES,
+            "row_group_size": 1_048_576,
+            "repetitions": repetitions,
+        },
+        "memory": memory(paths, batch_size=1024),
+        "ingest": ingest(large, repetitions),
+        "fit": fit(small, repetitions, warmup=500, steps=1_000 if args.quick else 5_000),
+    }
+    print_result(result, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
