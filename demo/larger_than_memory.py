@@ -73,12 +73,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1_024, help="rows per ADVI step")
     parser.add_argument("--epochs", type=float, default=1.0, help="passes over the data")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to save the plot")
+    parser.add_argument("--data-dir", type=Path, default=DATA, help="where the dataset is kept")
     args = parser.parse_args()
 
-    DATA.mkdir(exist_ok=True)
-    path = DATA / f"logistic_{args.rows // 1_000_000}M.parquet"
-    if args.rows % 1_000_000:
-        path = DATA / f"logistic_{args.rows}.parquet"
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{args.rows // 1_000_000}M" if args.rows % 1_000_000 == 0 else f"{args.rows}"
+    path = args.data_dir / f"logistic_{name}.parquet"
     truth = write_data(path, args.rows)
     in_memory_bytes = args.rows * (FEATURES + 1) * 8
 
