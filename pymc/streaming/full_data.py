@@ -15,6 +15,7 @@
 
 import contextlib
 import numbers
+import sys
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.math import variadic_add
 
 from pymc.streaming.errors import StreamingNotSupportedError
+from pymc.streaming.fitting import READER_SWITCH_INTERVAL
 from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import ArraySource, Source, ZippedSource
 from pymc.streaming.stream import StreamBuffer
@@ -366,6 +368,9 @@ class FullDataLogp:
             for chunk in chunks:
                 yield tuple(np.asarray(a, dtype=d) for a, d in zip(chunk, dtypes))
             return
+        # The compiled calls hold the GIL: shorter turns let the reader keep ahead (as pm.fit).
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, READER_SWITCH_INTERVAL))
         reader = Prefetcher(source.chunks(), depth=READ_AHEAD, name="pymc-full-data-pass")
         try:
             while True:
@@ -377,6 +382,7 @@ class FullDataLogp:
                 yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
         finally:
             reader.stop()
+            sys.setswitchinterval(switch_interval)
 
     def evaluate(
         self,
