@@ -97,11 +97,14 @@ class DaskSource(BlockSource):
     visits the partitions in a random order every epoch and shuffles rows across those that
     share a shuffle window.
 
-    Reads run in the stream's background thread, so the cluster computes the next window's
-    partitions while the model takes gradient steps on the current one. They are computed one
-    after the other: the cluster works on one partition at a time, which keeps up as long as a
-    partition is computed faster than the fit consumes it. Memory in this process is one
-    partition per output, as with every block source, plus the shuffle window.
+    Reads run in the stream's background thread, so the cluster computes the next shuffle
+    window's partitions while the model takes gradient steps on the current one. The batcher
+    asks for them one after the other, so the cluster works on one partition at a time; that
+    keeps up as long as a partition is computed faster than the fit consumes its rows.
+    :meth:`read_blocks` computes a whole window's partitions in one call, in parallel on the
+    cluster. Nothing is computed further ahead: memory here is the shuffle window, which holds
+    at least one whole partition, so keep partitions to a size that fits (Dask's usual
+    100 MB is fine).
 
     Parameters
     ----------
@@ -257,46 +260,56 @@ class DaskSource(BlockSource):
         return first
 
     def read_block(self, index: int) -> Chunk:
-        return self._read(index)
+        return self._read([index])[0]
+
+    def read_blocks(self, indices: Sequence[int]) -> list[Chunk]:
+        """Read several partitions whole, computed together, one chunk per index.
+
+        One ``dask.compute`` call (per kind of collection) serves them all, so a cluster
+        computes them in parallel and work they share upstream is done once. Memory is the
+        sum of the partitions, as when they are read one by one into one shuffle window.
+        """
+        return self._read(list(indices))
 
     def head(self, rows: int) -> Chunk:
         first = next(i for i, count in enumerate(self.block_rows) if count)
-        return tuple(part[:rows] for part in self._read(first, rows))
+        return tuple(part[:rows] for part in self._read([first], rows)[0])
 
-    def _read(self, index: int, rows: int | None = None) -> Chunk:
-        results = self._compute([collection.piece(index, rows) for collection in self._collections])
-        expected = self.block_rows[index] if rows is None else min(rows, self.block_rows[index])
-        chunk: list[np.ndarray] = []
-        for collection, result in zip(self._collections, results):
-            where = f"Partition {index} of {collection.label}"
-            outputs = collection.outputs(result, where)
-            if rows is None and len(outputs[0]) != expected:
-                raise SourceDataError(
-                    f"{where} has {len(outputs[0])} rows, but {expected} when the source was "
-                    "built. The data changed while it was being streamed, or lengths= is wrong."
-                )
-            chunk.extend(outputs)
-        return tuple(chunk)
+    def _read(self, indices: list[int], rows: int | None = None) -> list[Chunk]:
+        pieces = [[c.piece(index, rows) for index in indices] for c in self._collections]
+        results = self._compute(pieces)
+        chunks: list[Chunk] = []
+        for k, index in enumerate(indices):
+            chunk: list[np.ndarray] = []
+            for collection, computed in zip(self._collections, results):
+                where = f"Partition {index} of {collection.label}"
+                outputs = collection.outputs(computed[k], where)
+                expected = self.block_rows[index]
+                if rows is None and len(outputs[0]) != expected:
+                    raise SourceDataError(
+                        f"{where} has {len(outputs[0])} rows, but {expected} when the source "
+                        "was built. The data changed while it was being streamed, or lengths= "
+                        "is wrong."
+                    )
+                chunk.extend(outputs)
+            chunks.append(tuple(chunk))
+        return chunks
 
-    def _compute(self, pieces: list) -> list:
-        """Compute the pieces, one ``dask.compute`` for the arrays and one for the DataFrames.
+    def _compute(self, pieces: list[list]) -> list[tuple]:
+        """Compute each collection's pieces: one ``dask.compute`` for the arrays, one for the rest.
 
         Within a call, work the pieces share upstream is done once. Arrays and DataFrames are
-        kept apart because Dask 2026.8 returns the results of such a mixed call scrambled.
+        kept apart because Dask 2026.8 returns the results of a mixed call scrambled.
         """
         results: list = [None] * len(pieces)
-        for family in ("array", "frame"):
-            where = [
-                i
-                for i, collection in enumerate(self._collections)
-                if (collection.kind == "array") == (family == "array")
-            ]
-            if where:
-                computed = self._dask.compute(
-                    *(pieces[i] for i in where), scheduler=self._scheduler
-                )
-                for i, result in zip(where, computed):
-                    results[i] = result
+        for arrays in (True, False):
+            which = [i for i, c in enumerate(self._collections) if (c.kind == "array") == arrays]
+            if which:
+                flat = [piece for i in which for piece in pieces[i]]
+                computed = self._dask.compute(*flat, scheduler=self._scheduler)
+                for n, i in enumerate(which):
+                    size = len(pieces[i])
+                    results[i] = computed[n * size : (n + 1) * size]
         return results
 
     def __repr__(self) -> str:

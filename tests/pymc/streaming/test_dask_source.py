@@ -160,6 +160,23 @@ def test_aligned_collections_from_one_dataframe_and_an_array():
     np.testing.assert_array_equal(np.concatenate([b[1] for b in source.chunks()]), Y)
 
 
+def test_read_blocks_computes_a_window_in_one_call_per_kind_of_collection():
+    calls = []
+
+    def counting(dsk, keys, **kwargs):
+        calls.append(keys)
+        return dask.get(dsk, keys, **kwargs)
+
+    df = dd.from_pandas(FRAME[["x1", "x2"]], npartitions=3)  # partitions of 200 rows
+    source = DaskSource(df, da.from_array(Y, chunks=200), scheduler=counting)
+    calls.clear()
+    blocks = source.read_blocks([2, 0])
+    assert len(calls) == 2  # one for the array, one for the DataFrame: never mixed
+    for index, block in zip([2, 0], blocks):
+        np.testing.assert_array_equal(block[0], X[200 * index : 200 * (index + 1)])
+        np.testing.assert_array_equal(block[1], Y[200 * index : 200 * (index + 1)])
+
+
 @st.composite
 def chunkings(draw):
     n_rows = draw(st.integers(1, 200))
