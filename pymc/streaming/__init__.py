@@ -21,6 +21,7 @@ thread. See ``docs/streaming.md`` for the user guide.
 from pymc.streaming.array_files import HDF5Source, NpySource, ZarrSource
 from pymc.streaming.arrow_files import ArrowIPCSource, CSVSource, FeatherSource, ParquetSource
 from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
+from pymc.streaming.dask_source import DaskSource
 from pymc.streaming.errors import (
     InvalidSourceError,
     SourceDataError,
@@ -45,6 +46,7 @@ __all__ = [
     "ArrowIPCSource",
     "BlockSource",
     "CSVSource",
+    "DaskSource",
     "FeatherSource",
     "HDF5Source",
     "InvalidSourceError",

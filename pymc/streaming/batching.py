@@ -302,7 +302,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
             pieces.close()
 
     def _read_blocks(self, indices: list[int]) -> Chunk:
-        blocks = [self.source.read_block(index) for index in indices]
+        blocks = self.source.read_blocks(indices)
         for index, block in zip(indices, blocks):
             self._check_rows(block, index, self.source.block_rows[index], f"block {index}")
         return _concat(blocks)

@@ -128,6 +128,10 @@ class BlockSource(Source):
     def read_block(self, index: int) -> Chunk:
         """Read block ``index`` whole, with exactly ``block_rows[index]`` rows."""
 
+    def read_blocks(self, indices: Sequence[int]) -> list[Chunk]:
+        """Read several blocks, the batcher's next window; a cluster may compute them at once."""
+        return [self.read_block(index) for index in indices]
+
     def iter_block(self, index: int, rows: int) -> Iterator[Chunk]:
         """Block ``index`` in consecutive pieces of ``rows`` rows (the last one shorter)."""
         block = self.read_block(index)
@@ -426,6 +430,17 @@ def _array_like(obj) -> bool:
     )
 
 
+_ALIGNING_READERS = ("DaskSource", "HDF5Source", "ZarrSource")
+"""Readers that take several aligned collections of their kind at once."""
+
+
+def _is_dask_collection(obj) -> bool:
+    # Not hasattr(obj, "dask"): on a DataFrame that builds the whole graph.
+    import dask
+
+    return dask.is_dask_collection(obj)
+
+
 def _reader_for(obj):
     """The reader of an HDF5 dataset, a Zarr array, a Dask collection or an Arrow dataset."""
     package = type(obj).__module__.split(".")[0]
@@ -437,7 +452,7 @@ def _reader_for(obj):
         from pymc.streaming.array_files import ZarrSource
 
         return ZarrSource
-    if package in ("dask", "dask_expr") and hasattr(obj, "dask"):
+    if package in ("dask", "dask_expr") and _is_dask_collection(obj):
         from pymc.streaming.dask_source import DaskSource
 
         return DaskSource
@@ -492,6 +507,11 @@ def as_source(*objs) -> Source:
     """
     if not objs:
         raise InvalidSourceError("pm.Minibatch(..., streaming=True) needs at least one source.")
+    readers = {_reader_for(obj) for obj in objs}
+    reader = readers.pop() if len(readers) == 1 else None
+    if len(objs) > 1 and reader is not None and reader.__name__ in _ALIGNING_READERS:
+        # One reader over all of them reads aligned blocks in a random order, unlike a zip.
+        return reader(*objs)
     sources = [_single_source(obj, i) for i, obj in enumerate(objs)]
     if len(sources) == 1:
         return sources[0]

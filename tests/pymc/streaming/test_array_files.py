@@ -256,6 +256,9 @@ def test_minibatch_reads_an_h5py_dataset_or_a_zarr_array_directly(tmp_path):
         zarr.open_array(tmp_path / "data.zarr" / "y"), batch_size=20, streaming=True
     )
     assert isinstance(get_stream(z_mb).source, ZarrSource) and z_mb.eval().shape == (20,)
+    with h5py.File(tmp_path / "data.h5", "r") as file:
+        X_mb, y_mb = pm.Minibatch(file["X"], file["y"], batch_size=20, streaming=True)
+        assert isinstance(get_stream(y_mb).source, HDF5Source)  # one aligned reader, not a zip
 
 
 @pytest.mark.parametrize("kind", FORMATS)

@@ -151,6 +151,17 @@ def test_minibatch_dispatches_a_single_collection_to_dask_source():
     assert isinstance(get_stream(y_mb).source, DaskSource)
 
 
+def test_minibatch_reads_several_collections_as_one_source_of_aligned_partitions():
+    X_mb, y_mb = pm.Minibatch(
+        da.from_array(np.column_stack([Y, -Y]), chunks=(100, 2)),
+        da.from_array(Y, chunks=100),
+        batch_size=10,
+        streaming=True,
+    )
+    source = get_stream(y_mb).source
+    assert isinstance(source, DaskSource) and len(source.block_rows) > 1  # not a zip
+
+
 def test_aligned_collections_from_one_dataframe_and_an_array():
     df = dd.from_pandas(FRAME, npartitions=3)
     lengths = df.map_partitions(len).compute().tolist()
@@ -219,8 +230,8 @@ def test_every_row_once_per_epoch_aligned(chunking, as_frame, batch_fraction, sh
 def test_partitions_are_visited_in_a_random_order_every_epoch():
     source = DaskSource(da.arange(1000, chunks=100), scheduler="sync")
     reads = []
-    read_block = source.read_block
-    source.read_block = lambda index: reads.append(index) or read_block(index)
+    read_blocks = source.read_blocks
+    source.read_blocks = lambda indices: reads.extend(indices) or read_blocks(indices)
     batches = batcher(source, 100, shuffle_buffer=250, seed=5)
     for _ in range(20):
         next(batches)
