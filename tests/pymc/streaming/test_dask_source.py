@@ -152,7 +152,7 @@ def test_minibatch_dispatches_a_single_collection_to_dask_source():
 
 
 def test_minibatch_reads_several_collections_as_one_source_of_aligned_partitions():
-    X_mb, y_mb = pm.Minibatch(
+    _, y_mb = pm.Minibatch(
         da.from_array(np.column_stack([Y, -Y]), chunks=(100, 2)),
         da.from_array(Y, chunks=100),
         batch_size=10,
