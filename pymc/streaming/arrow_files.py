@@ -34,9 +34,6 @@ PARQUET_DECODE_ROWS = 16_384
 """Rows decoded from a row group at a time. Arrow's reader reserves several times a batch, so
 smaller batches hold less memory; 16k rows also decoded fastest here."""
 
-PARQUET_READAHEAD_ROW_GROUPS = 2
-"""Row groups (read whole: those up to the shuffle buffer) that pyarrow decodes ahead."""
-
 CSV_BLOCK_BYTES = 1 << 24
 """Bytes of CSV text parsed per read (16 MiB): about 200,000 rows of ten numbers."""
 
@@ -306,7 +303,6 @@ class ParquetSource(BlockSource):
         self.block_rows = tuple(rows)
         # Without a filter, a piece of a row group has a known number of rows.
         self.splits_blocks = filter is None
-        self.reads_ahead = True
         self._stamps = _FileStamps(sorted({path for _, path, _ in self._blocks}))
         self._describe = where
 
@@ -423,52 +419,6 @@ class ParquetSource(BlockSource):
                 name, pa.array(column, self._dataset.schema.field(name).type)
             )
         return _to_chunk(table, self._outputs, self.specs, where)
-
-    def iter_blocks(self, indices: Sequence[int]) -> Iterator[Chunk]:
-        """Row groups ``indices`` whole, in that order, decoded ahead in pyarrow's threads.
-
-        An ordered scan of just these row groups, ``PARQUET_READAHEAD_ROW_GROUPS`` of them
-        decoded ahead outside the GIL, while the stream's reader converts and shuffles the last.
-        """
-        ds = import_optional("pyarrow.dataset", extra="parquet", reader="ParquetSource")
-        import pyarrow as pa
-
-        dataset = ds.FileSystemDataset(
-            [self._blocks[index][0] for index in indices],
-            self._dataset.schema,
-            self._dataset.format,
-            self._dataset.filesystem,
-        )
-        batches = dataset.to_batches(
-            columns=self._columns,
-            filter=self._filter,
-            batch_readahead=1,
-            fragment_readahead=PARQUET_READAHEAD_ROW_GROUPS,
-            use_threads=self._use_threads,
-            fragment_scan_options=self._scan_options,
-        )
-        arrow_errors = _arrow_errors()
-        for position, index in enumerate(indices):
-            _, path, group = self._blocks[index]
-            self._stamps.check(path)
-            where = f"{path}, row group {group}"
-            pending, rows = [], 0
-            try:
-                while rows < self.block_rows[index]:
-                    batch = next(batches, None)
-                    if batch is None:
-                        break
-                    pending.append(batch)
-                    rows += batch.num_rows
-            except arrow_errors:
-                # The failure may be in a row group read ahead: read one at a time from here, so
-                # the error names the row group it is in.
-                for index in indices[position:]:
-                    yield self.read_block(index)
-                return
-            if not pending:
-                return  # fewer rows than the footers said: the batcher reports it
-            yield _to_chunk(pa.Table.from_batches(pending), self._outputs, self.specs, where)
 
     def read_block(self, index: int) -> Chunk:
         piece, path, group = self._blocks[index]

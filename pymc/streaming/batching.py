@@ -104,7 +104,6 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         # Data in memory: windows hold row numbers, and each batch is gathered in one copy.
         self._gather = source.take if source.random_access and source.gathers_rows else None
         self._open_block: tuple | None = None  # (block, next piece, iterator of its pieces)
-        self._ahead: tuple | None = None  # ((epoch, next position), iterator of whole blocks)
 
     @property
     def state(self) -> BatcherState:
@@ -191,7 +190,6 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         self.epoch += 1
         self.offset = 0
         self._windows = None
-        self._close_ahead()
 
     def _shuffled(self, window: Chunk, epoch: int, index: int) -> Chunk:
         if self.check_finite and self._gather is None:
@@ -263,14 +261,11 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         order = np.flatnonzero(sizes)
         if self.shuffle_buffer:
             order = _window_rng(self.seed, epoch, 0).permutation(order)
-        split = [self.source.splits_blocks and int(sizes[index]) > limit for index in order]
-        # The blocks read whole, in this epoch's order: a source that reads ahead streams them.
-        whole = [int(index) for index, pieces in zip(order, split) if not pieces]
         group: list[int] = []
-        rows = start = 0  # start: the position in `whole` of the group's first block
+        rows = 0
         for position, index in enumerate(order):
             index, size = int(index), int(sizes[index])
-            if split[position]:
+            if self.source.splits_blocks and size > limit:
                 for piece in range(-(-size // limit)):
                     piece_rows = min(limit, size - piece * limit)
                     yield piece_rows, lambda i=index, k=piece: self._read_piece(i, k, limit)
@@ -278,11 +273,10 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
             group.append(index)
             rows += size
             if rows >= self.shuffle_buffer or position == len(order) - 1:
-                yield rows, lambda g=group, s=start: self._read_blocks(g, whole, s, epoch)
-                start += len(group)
+                yield rows, lambda group=group: self._read_blocks(group)
                 group, rows = [], 0
         if group:
-            yield rows, lambda g=group, s=start: self._read_blocks(g, whole, s, epoch)
+            yield rows, lambda group=group: self._read_blocks(group)
 
     def _read_piece(self, index: int, piece: int, rows: int) -> Chunk:
         """Piece ``piece`` of block ``index``, continuing the block's reader when it is open."""
@@ -307,24 +301,8 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
             self._open_block = None
             pieces.close()
 
-    def _close_ahead(self) -> None:
-        if self._ahead is not None:
-            _, blocks = self._ahead
-            self._ahead = None
-            blocks.close()
-
-    def _read_blocks(self, indices: list[int], whole: list[int], start: int, epoch: int) -> Chunk:
-        """The window's blocks: ``whole[start : start + len(indices)]`` of the epoch's order."""
-        if self.source.reads_ahead:
-            # One stream of blocks per epoch, reopened only after a restore into the epoch.
-            if self._ahead is None or self._ahead[0] != (epoch, start):
-                self._close_ahead()
-                self._ahead = ((epoch, start), self.source.iter_blocks(whole[start:]))
-            _, stream = self._ahead
-            blocks = [next(stream, None) for _ in indices]
-            self._ahead = ((epoch, start + len(indices)), stream)
-        else:
-            blocks = self.source.read_blocks(indices)
+    def _read_blocks(self, indices: list[int]) -> Chunk:
+        blocks = self.source.read_blocks(indices)
         for index, block in zip(indices, blocks):
             self._check_rows(block, index, self.source.block_rows[index], f"block {index}")
         return _concat(blocks)

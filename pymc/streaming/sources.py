@@ -115,14 +115,10 @@ class BlockSource(Source):
     splits_blocks : bool
         Whether :meth:`iter_block` reads a block in pieces without holding it whole. The batcher
         then reads a block larger than the shuffle buffer one window-sized piece at a time.
-    reads_ahead : bool
-        Whether :meth:`iter_blocks` reads ahead of its consumer (in a library's own threads):
-        the batcher then asks for an epoch's blocks as one stream instead of window by window.
     """
 
     block_rows: tuple[int, ...]
     splits_blocks: bool = False
-    reads_ahead: bool = False
 
     @property
     def num_rows(self) -> int:
@@ -135,11 +131,6 @@ class BlockSource(Source):
     def read_blocks(self, indices: Sequence[int]) -> list[Chunk]:
         """Read several blocks, the batcher's next window; a cluster may compute them at once."""
         return [self.read_block(index) for index in indices]
-
-    def iter_blocks(self, indices: Sequence[int]) -> Iterator[Chunk]:
-        """Blocks ``indices`` whole, in that order (used when ``reads_ahead``)."""
-        for index in indices:
-            yield self.read_block(index)
 
     def iter_block(self, index: int, rows: int) -> Iterator[Chunk]:
         """Block ``index`` in consecutive pieces of ``rows`` rows (the last one shorter)."""

@@ -114,12 +114,8 @@ def test_row_count_comes_from_metadata_and_blocks_are_visited_in_random_order(ki
     path = write(kind, tmp_path, 2_000, files=2, block=100)
     source = open_source(kind, path)
     reads = []
-    if source.reads_ahead:
-        iter_blocks = source.iter_blocks
-        source.iter_blocks = lambda indices: reads.extend(indices) or iter_blocks(indices)
-    else:
-        read_blocks = source.read_blocks
-        source.read_blocks = lambda indices: reads.extend(indices) or read_blocks(indices)
+    read_block = source.read_block
+    source.read_block = lambda i: reads.append(i) or read_block(i)
     assert source.num_rows == 2_000 and source.block_rows == (100,) * 20
     assert not reads  # nothing read to know the size
     first, *_ = batches(source, 250, 8, shuffle_buffer=250, seed=1)

@@ -58,18 +58,16 @@ def streams(draw):
     n_rows = draw(st.integers(1, 300))
     cuts = draw(st.lists(st.integers(1, max(1, n_rows - 1)), max_size=12))
     chunks = chunked(n_rows, cuts)
-    kinds = ["array", "aligned-reads", "blocks", "split-blocks", "blocks-read-ahead", "list"]
-    kinds += ["factory", "zipped"]
+    kinds = ["array", "aligned-reads", "blocks", "split-blocks", "list", "factory", "zipped"]
     kind = draw(st.sampled_from(kinds))
     if kind in ("array", "aligned-reads"):
         X = np.concatenate([c[0] for c in chunks])
         source = as_source(X, X[:, 0].astype(int))
         if kind == "aligned-reads":  # an on-disk chunking, as HDF5 and Zarr have
             source.gathers_rows, source.read_alignment = False, draw(st.integers(1, 50))
-    elif kind in ("blocks", "split-blocks", "blocks-read-ahead"):
+    elif kind in ("blocks", "split-blocks"):
         source = ListOfBlocks(chunks)
-        source.splits_blocks = kind != "blocks"
-        source.reads_ahead = kind == "blocks-read-ahead"
+        source.splits_blocks = kind == "split-blocks"
     elif kind == "list":
         source = as_source(chunks)
     elif kind == "factory":
