@@ -54,11 +54,13 @@ def _round_up(rows: int, multiple: int) -> int:
 class Batcher(Iterator[tuple[Chunk, BatcherState]]):
     """Cut a source into batches of exactly ``batch_size`` rows, epoch after epoch.
 
-    An epoch is one pass over the source in a shuffled order, built from windows of at most
+    An epoch is one pass over the source in a shuffled order, built from windows of about
     ``shuffle_buffer`` rows, each permuted at random. A random-access source fills each window
     with blocks taken in a random order from the whole dataset, so the order on disk does not
-    survive; other sources shuffle consecutive rows within each window. Every row appears exactly
-    once per epoch, and a batch continues into the next epoch when a restartable source ends.
+    survive; a :class:`BlockSource` has its stored blocks (row groups, partitions) visited in a
+    random order, whole or a window-sized piece at a time; other sources shuffle consecutive rows
+    within each window. Every row appears exactly once per epoch, and a batch continues into the
+    next epoch when a restartable source ends.
 
     Iterating yields ``(batch, state)``: the batch, and the state *after* it, from which a new
     batcher continues with the identical sequence.
