@@ -57,7 +57,13 @@ SUITES = (
     Suite(
         "pymc-extras",
         "pymc-extras",
-        ("tests/inference/pathfinder", "tests/inference/advi", "tests/variational"),
+        (
+            "tests/inference/pathfinder",
+            "tests/inference/advi",
+            "tests/inference/laplace_approx",
+            "tests/inference/dadvi",
+            "tests/variational",
+        ),
         plugins=("known_failures",),
     ),
 )

@@ -47,5 +47,7 @@ def test_upstream_suites_cover_the_areas_the_fork_patches():
     assert set(paths["pymc-extras"]) == {
         "tests/inference/pathfinder",
         "tests/inference/advi",
+        "tests/inference/laplace_approx",
+        "tests/inference/dadvi",
         "tests/variational",
     }
