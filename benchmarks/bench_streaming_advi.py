@@ -74,7 +74,6 @@ mean of the coefficients, and ``final_loss``, the median loss of the last tenth 
 import argparse
 import contextlib
 import os
-import platform
 import statistics
 import time
 
@@ -82,10 +81,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import pymc_extras
-import pytensor
 
-from benchlib import StepClock, print_result
+from benchlib import StepClock, machine, print_result
 from pymc_extras.inference.advi import Trainer
 from pymc_extras.variational import DataLoader
 from pytensor.compile.mode import get_default_mode
@@ -416,14 +413,7 @@ def run(
             "pm_fit": "method='advi' (adagrad_window), progressbar=False",
             "trainer": "default guide and optimizer (AutoDiagonalNormal, clipped_adam)",
             "pytensor_linker": type(get_default_mode().linker).__name__,
-            "versions": {
-                "pymc": pm.__version__,
-                "pymc_extras": pymc_extras.__version__,
-                "pytensor": pytensor.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
-            "cpu_count": os.cpu_count(),
+            **machine(),
         },
         "wall_s": round(time.perf_counter() - wall_start, 1),
     }

@@ -47,8 +47,6 @@ machine; ``--quick`` for a smoke run). It prints one JSON object on stdout.
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -321,10 +319,7 @@ def _memory(n_rows: int) -> dict:
 
 def run(*, n_rows: int = _N_ROWS, repeats: int = _REPEATS, memory_rows: int = _MEMORY_ROWS):
     """All three figures, as one dict."""
-    import pytensor
-
-    import pymc as pm
-    import pymc_extras
+    from benchlib import machine
 
     wall_start = time.perf_counter()
     return {
@@ -343,14 +338,7 @@ def run(*, n_rows: int = _N_ROWS, repeats: int = _REPEATS, memory_rows: int = _M
             "pathfinder": "pmx.fit defaults otherwise (num_draws 1000, psis)",
             "chunk_size": "default (65,536)",
             "fit_random_seed": _FIT_SEED,
-            "versions": {
-                "pymc": pm.__version__,
-                "pymc_extras": pymc_extras.__version__,
-                "pytensor": pytensor.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
-            "cpu_count": os.cpu_count(),
+            **machine(),
         },
         "wall_s": round(time.perf_counter() - wall_start, 1),
     }

@@ -15,12 +15,14 @@
 
 import gc
 import json
+import os
+import platform
 import sys
 import time
 
 from dataclasses import dataclass
 
-__all__ = ["StepClock", "print_result"]
+__all__ = ["StepClock", "machine", "print_result"]
 
 
 @dataclass
@@ -60,3 +62,21 @@ def print_result(result: dict, *, quick: bool) -> None:
     result["params"]["quick"] = quick
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def machine() -> dict:
+    """Versions of what a figure depends on, and the CPUs it ran on, for a result's params."""
+    import numpy as np
+    import pytensor
+
+    import pymc as pm
+    import pymc_extras
+
+    versions = {
+        "pymc": pm.__version__,
+        "pymc_extras": pymc_extras.__version__,
+        "pytensor": pytensor.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    return {"versions": versions, "cpu_count": os.cpu_count()}

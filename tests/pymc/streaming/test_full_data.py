@@ -13,13 +13,13 @@
 #   limitations under the License.
 """A full-data pass gives the model's in-memory logp and gradient, for many points at once."""
 
-import itertools
 import threading
 
 import numpy as np
 import pytensor.tensor as pt
 import pytest
 
+from full_data_models import Chunked, families, linear, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.pytensorf import compile, join_nonshared_inputs
@@ -32,60 +32,9 @@ from pymc.streaming.full_data import FullDataLogp, reads_minibatched_data
 N = 1_200
 GROUPS = 50
 RNG = np.random.default_rng(7)
-X = RNG.normal(size=(N, 3))
-ETA = 0.2 + X @ [1.0, -0.5, 0.25]
-Y_LINEAR = ETA + RNG.normal(size=N)
-Y_LOGISTIC = RNG.binomial(1, 1 / (1 + np.exp(-ETA))).astype(np.int64)
-GROUP = RNG.integers(GROUPS, size=N)
-Y_GROUPED = RNG.normal(size=GROUPS)[GROUP] + RNG.normal(size=N)
-
-
-class Chunked:
-    """A re-iterable over aligned arrays, cut into chunks wherever the test says."""
-
-    def __init__(self, *arrays):
-        self.arrays = arrays
-        self.num_rows = len(arrays[0])
-        self.cuts: list[int] = []
-
-    def __iter__(self):
-        bounds = [0, *sorted(self.cuts), self.num_rows]
-        for start, stop in itertools.pairwise(bounds):
-            yield tuple(array[start:stop] for array in self.arrays)
-
-
-def linear(X_data, y_data, **observed):
-    with pm.Model() as model:
-        beta = pm.Normal("beta", 0, 2, shape=3)
-        intercept = pm.Normal("intercept", 0, 2)
-        sigma = pm.HalfNormal("sigma", 2)
-        pm.Normal("y", intercept + X_data @ beta, sigma, observed=y_data, **observed)
-    return model
-
-
-def logistic(X_data, y_data, **observed):
-    with pm.Model() as model:
-        beta = pm.Normal("beta", 0, 2, shape=3)
-        intercept = pm.Normal("intercept", 0, 2)
-        pm.Bernoulli("y", logit_p=intercept + X_data @ beta, observed=y_data, **observed)
-    return model
-
-
-def hierarchical(g_data, y_data, **observed):
-    with pm.Model() as model:
-        mu = pm.Normal("mu", 0, 2)
-        tau = pm.HalfNormal("tau", 1)
-        z = pm.Normal("z", 0, 1, shape=GROUPS)
-        sigma = pm.HalfNormal("sigma", 2)
-        pm.Normal("y", (mu + tau * z)[g_data], sigma, observed=y_data, **observed)
-    return model
-
-
-FAMILIES = {
-    "linear": (linear, (X, Y_LINEAR)),
-    "logistic": (logistic, (X, Y_LOGISTIC)),
-    "hierarchical": (hierarchical, (GROUP, Y_GROUPED)),
-}
+DATA = simulate(RNG, N, groups=GROUPS, intercept=0.2)
+X, Y_LINEAR = DATA.X, DATA.y_linear
+FAMILIES = families(DATA)
 
 
 def in_memory_logp_dlogp(model, jacobian=True):

@@ -14,12 +14,12 @@
 """Pathfinder on a streaming model gives in-memory Pathfinder's draws, on full-data passes."""
 
 import functools
-import itertools
 import threading
 
 import numpy as np
 import pytest
 
+from full_data_models import Chunked, families, linear, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
@@ -33,66 +33,12 @@ from pymc_extras.inference.pathfinder.streaming import full_data_paths
 N = 2_000
 GROUPS = 60
 RNG = np.random.default_rng(11)
-X = RNG.normal(size=(N, 3))
-ETA = 0.3 + X @ [1.0, -0.5, 0.25]
-Y_LINEAR = ETA + RNG.normal(size=N)
-Y_LOGISTIC = RNG.binomial(1, 1 / (1 + np.exp(-ETA))).astype(np.int64)
-GROUP = RNG.integers(GROUPS, size=N)
-Y_GROUPED = 1.0 + 0.7 * RNG.normal(size=GROUPS)[GROUP] + RNG.normal(size=N)
+DATA = simulate(RNG, N, groups=GROUPS, intercept=0.3, group_mean=1.0, group_sd=0.7)
+X, Y_LINEAR = DATA.X, DATA.y_linear
+FAMILIES = families(DATA)
 
 FIT = {"num_paths": 2, "num_draws": 400, "num_draws_per_path": 400, "progressbar": False}
 SERIAL = {**FIT, "parallel": False}  # in-memory references: no worker processes to start
-
-
-class Chunked:
-    """A re-iterable over aligned arrays, cut into chunks wherever the test says."""
-
-    def __init__(self, *arrays):
-        self.arrays = arrays
-        self.num_rows = len(arrays[0])
-        self.cuts: list[int] = []
-        self.passes = 0
-
-    def __iter__(self):
-        self.passes += 1
-        bounds = [0, *sorted(self.cuts), self.num_rows]
-        for start, stop in itertools.pairwise(bounds):
-            yield tuple(array[start:stop] for array in self.arrays)
-
-
-def linear(X_data, y_data, **observed):
-    with pm.Model() as model:
-        beta = pm.Normal("beta", 0, 2, shape=3)
-        intercept = pm.Normal("intercept", 0, 2)
-        sigma = pm.HalfNormal("sigma", 2)
-        pm.Normal("y", intercept + X_data @ beta, sigma, observed=y_data, **observed)
-    return model
-
-
-def logistic(X_data, y_data, **observed):
-    with pm.Model() as model:
-        beta = pm.Normal("beta", 0, 2, shape=3)
-        intercept = pm.Normal("intercept", 0, 2)
-        pm.Bernoulli("y", logit_p=intercept + X_data @ beta, observed=y_data, **observed)
-    return model
-
-
-def hierarchical(g_data, y_data, **observed):
-    """Random intercepts for 60 groups, non-centred."""
-    with pm.Model() as model:
-        mu = pm.Normal("mu", 0, 2)
-        tau = pm.HalfNormal("tau", 1)
-        z = pm.Normal("z", 0, 1, shape=GROUPS)
-        sigma = pm.HalfNormal("sigma", 2)
-        pm.Normal("y", (mu + tau * z)[g_data], sigma, observed=y_data, **observed)
-    return model
-
-
-FAMILIES = {
-    "linear": (linear, (X, Y_LINEAR)),
-    "logistic": (logistic, (X, Y_LOGISTIC)),
-    "hierarchical": (hierarchical, (GROUP, Y_GROUPED)),
-}
 
 
 def moments(idata):
