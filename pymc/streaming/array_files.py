@@ -285,6 +285,34 @@ def _reopen_npy(paths: tuple[str, ...], read_alignment: int | None) -> NpySource
     return NpySource(*paths, read_alignment=read_alignment)
 
 
+def _named_members(names, available, get, *, where: str, noun: str, reader: str) -> list:
+    """The members ``names`` of a file or group, or its only member when none is named.
+
+    ``get(name)`` returns the member, or a phrase for what is there instead ("not there").
+    """
+    listing = ", ".join(map(repr, available)) or "none"
+    if not names:
+        if len(available) != 1:
+            raise InvalidSourceError(
+                f"Name the {noun}s to stream from {where}, which holds {listing}: e.g. "
+                f"{reader}(path, 'X', 'y')."
+            )
+        names = available
+    found = []
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidSourceError(
+                f"{noun.capitalize()}s in {where} are named by strings, got {type(name).__name__}."
+            )
+        member = get(name)
+        if isinstance(member, str):
+            raise SourceDataError(
+                f"{noun.capitalize()} {name!r} of {where} is {member}. Its {noun}s are: {listing}."
+            )
+        found.append(member)
+    return found
+
+
 def _datasets_in(h5py, group) -> list[str]:
     names: list[str] = []
     group.visititems(
@@ -398,30 +426,17 @@ class HDF5Source(_ChunkedArraySource):
 
     @staticmethod
     def _named(h5py, group, names: Sequence) -> list:
+        def get(name):
+            obj = group.get(name)
+            if isinstance(obj, h5py.Dataset):
+                return obj
+            return "a group, not a dataset" if obj is not None else "not there"
+
         where = f"{group.file.filename!r}" + ("" if group.name == "/" else f" group {group.name!r}")
         available = _datasets_in(h5py, group)
-        listing = ", ".join(map(repr, available)) or "none"
-        if not names:
-            if len(available) != 1:
-                raise InvalidSourceError(
-                    f"Name the datasets to stream from {where}, which holds {listing}: e.g. "
-                    "HDF5Source(path, 'X', 'y')."
-                )
-            names = available
-        found = []
-        for name in names:
-            if not isinstance(name, str):
-                raise InvalidSourceError(
-                    f"Datasets in {where} are named by strings, got {type(name).__name__}."
-                )
-            obj = group.get(name)
-            if not isinstance(obj, h5py.Dataset):
-                what = "a group, not a dataset" if obj is not None else "not there"
-                raise SourceDataError(
-                    f"Dataset {name!r} of {where} is {what}. Its datasets are: {listing}."
-                )
-            found.append(obj)
-        return found
+        return _named_members(
+            names, available, get, where=where, noun="dataset", reader="HDF5Source"
+        )
 
     def __repr__(self) -> str:
         files = {dataset.file.filename for dataset in self._datasets}
@@ -562,34 +577,17 @@ class ZarrSource(_ChunkedArraySource):
 
     @staticmethod
     def _named(zarr, group, names: Sequence) -> list:
-        where = f"Zarr group {str(group.store_path)!r}"
-        members = group.members(max_depth=None)
-        available = sorted(path for path, node in members if isinstance(node, zarr.Array))
-        listing = ", ".join(map(repr, available)) or "none"
-        if not names:
-            if len(available) != 1:
-                raise InvalidSourceError(
-                    f"Name the arrays to stream from {where}, which holds {listing}: e.g. "
-                    "ZarrSource(path, 'X', 'y')."
-                )
-            names = available
-        found = []
-        for name in names:
-            if not isinstance(name, str):
-                raise InvalidSourceError(
-                    f"Arrays in {where} are named by strings, got {type(name).__name__}."
-                )
+        def get(name):
             try:
                 node = group[name]
             except KeyError:
-                node = None
-            if not isinstance(node, zarr.Array):
-                what = "a group, not an array" if node is not None else "not there"
-                raise SourceDataError(
-                    f"Array {name!r} of {where} is {what}. Its arrays are: {listing}."
-                )
-            found.append(node)
-        return found
+                return "not there"
+            return node if isinstance(node, zarr.Array) else "a group, not an array"
+
+        where = f"Zarr group {str(group.store_path)!r}"
+        members = group.members(max_depth=None)
+        available = sorted(path for path, node in members if isinstance(node, zarr.Array))
+        return _named_members(names, available, get, where=where, noun="array", reader="ZarrSource")
 
     def __repr__(self) -> str:
         return f"ZarrSource({', '.join(repr(str(array.store_path)) for array in self._arrays)})"

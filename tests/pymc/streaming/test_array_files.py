@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -115,18 +116,7 @@ def test_every_row_once_per_epoch_aligned_in_full_batches(
         source = write(kind, folder, X, y, chunk_rows, y_chunk_rows)
         reads = spy_reads(source)
         batcher = make_batcher(source, batch_size, shuffle_buffer, seed)
-        epochs = 2
-        ids = []
-        for _ in range(-(-epochs * n_rows // batch_size)):
-            (X_batch, y_batch), _ = next(batcher)
-            assert X_batch.shape == (batch_size, 2) and y_batch.shape == (batch_size,)
-            np.testing.assert_array_equal(X_batch[:, 0], y_batch)  # aligned
-            np.testing.assert_array_equal(X_batch[:, 1], -y_batch)
-            ids.append(y_batch)
-    ids = np.concatenate(ids)
-    for epoch in range(epochs):
-        epoch_ids = ids[epoch * n_rows : (epoch + 1) * n_rows]
-        np.testing.assert_array_equal(np.sort(epoch_ids), np.arange(n_rows))
+        assert_every_row_once_per_epoch(batcher, n_rows, batch_size, epochs=2)
     align = source.read_alignment
     assert all(
         start % align == 0 and (stop % align == 0 or stop >= n_rows) for start, stop in reads

@@ -24,6 +24,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
+from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,19 +95,9 @@ def test_every_row_once_per_epoch_aligned(
     with tempfile.TemporaryDirectory() as folder:
         source = open_source(kind, write(kind, folder, n_rows, files=files, block=block))
         assert source.num_rows == n_rows
-        epochs = 2
-        count = -(-epochs * n_rows // batch_size)
-        ids = []
-        for X, y in batches(source, batch_size, count, shuffle_buffer, seed):
-            assert X.shape == (batch_size, 2) and y.shape == (batch_size,)
-            np.testing.assert_array_equal(X[:, 0], y)
-            np.testing.assert_array_equal(X[:, 1], -y)
-            ids.append(y)
-        ids = np.concatenate(ids)
-        for epoch in range(epochs):
-            np.testing.assert_array_equal(
-                np.sort(ids[epoch * n_rows : (epoch + 1) * n_rows]), np.arange(n_rows)
-            )
+        state = {"seed": seed, "epoch": 0, "offset": 0}
+        batcher = Batcher(source, batch_size=batch_size, shuffle_buffer=shuffle_buffer, state=state)
+        assert_every_row_once_per_epoch(batcher, n_rows, batch_size, epochs=2)
 
 
 @pytest.mark.parametrize("kind", ["parquet", "feather"])

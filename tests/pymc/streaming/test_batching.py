@@ -16,6 +16,7 @@ import itertools
 import numpy as np
 import pytest
 
+from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,19 +86,7 @@ def streams(draw):
 def test_every_row_once_per_epoch_aligned_in_full_batches(case):
     source, n_rows, batch_size, shuffle_buffer, seed = case
     batcher = make_batcher(source, batch_size, shuffle_buffer, seed, expected_rows=n_rows)
-    epochs = 3
-    n_batches = -(-epochs * n_rows // batch_size)
-    rows, ids = [], []
-    for _ in range(n_batches):
-        (X, y), _ = next(batcher)
-        assert X.shape == (batch_size, 2) and y.shape == (batch_size,)
-        np.testing.assert_array_equal(X[:, 0], y)  # aligned
-        np.testing.assert_array_equal(X[:, 1], -y)
-        ids.append(y)
-    ids = np.concatenate(ids)
-    for epoch in range(epochs):
-        rows = ids[epoch * n_rows : (epoch + 1) * n_rows]
-        np.testing.assert_array_equal(np.sort(rows), np.arange(n_rows))
+    assert_every_row_once_per_epoch(batcher, n_rows, batch_size, epochs=3)
 
 
 @settings(max_examples=100, deadline=None)

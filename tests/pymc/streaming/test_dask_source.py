@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -215,16 +216,7 @@ def test_every_row_once_per_epoch_aligned(chunking, as_frame, batch_fraction, sh
     assert source.num_rows == n_rows and source.block_rows == rows
     batch_size = max(1, int(batch_fraction * n_rows))
     batches = batcher(source, batch_size, shuffle_buffer, seed)
-    epochs = 2
-    seen = []
-    for _ in range(-(-epochs * n_rows // batch_size)):
-        (X_batch, y_batch), _ = next(batches)
-        np.testing.assert_array_equal(X_batch[:, 0], y_batch)
-        np.testing.assert_array_equal(X_batch[:, 1], -y_batch)
-        seen.append(y_batch)
-    seen = np.concatenate(seen)
-    for epoch in range(epochs):
-        np.testing.assert_array_equal(np.sort(seen[epoch * n_rows : (epoch + 1) * n_rows]), ids)
+    assert_every_row_once_per_epoch(batches, n_rows, batch_size, epochs=2)
 
 
 def test_partitions_are_visited_in_a_random_order_every_epoch():
