@@ -41,6 +41,24 @@ READER_SWITCH_INTERVAL = 0.0002
 is 0.005): about two ADVI steps of a small model."""
 
 
+@contextlib.contextmanager
+def short_gil_turns(active: bool = True):
+    """Shorten Python's GIL switch interval to ``READER_SWITCH_INTERVAL`` while ``active``.
+
+    Compiled PyTensor calls hold the GIL for their whole run, so a reader thread back from I/O
+    waits a full switch interval (5 ms by default) for its next few lines: with reads of a few
+    ms, that starves the reader. Shorter turns let it keep ahead. The interval is restored on
+    exit.
+    """
+    switch_interval = sys.getswitchinterval()
+    if active:
+        sys.setswitchinterval(min(switch_interval, READER_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
 class StreamingStep:
     """A compiled step function that puts fresh batches into its streams' buffers before each call.
 
@@ -113,18 +131,12 @@ def refreshing_streams(step_function, approx=None, *, restart: bool) -> Iterator
             stream.begin_fit(lambda: _derive_seed(approx))
     step.start_clock()
     _active_steps.append(step)
-    switch_interval = sys.getswitchinterval()
     try:
-        if any(stream.prefetch for stream in step.streams):
-            # The compiled step holds the GIL for its whole call, so a reader thread back from
-            # I/O waits a full switch interval (5 ms by default) for its next few lines: with
-            # reads of a few ms, that starves the reader. Shorter turns let it keep ahead.
-            sys.setswitchinterval(min(switch_interval, READER_SWITCH_INTERVAL))
-        for stream in step.streams:
-            stream.start_reading()
-        yield step
+        with short_gil_turns(any(stream.prefetch for stream in step.streams)):
+            for stream in step.streams:
+                stream.start_reading()
+            yield step
     finally:
-        sys.setswitchinterval(switch_interval)
         _active_steps.remove(step)
         for stream in step.streams:
             stream.stop_reading()

@@ -15,7 +15,6 @@
 
 import contextlib
 import numbers
-import sys
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.math import variadic_add
 
 from pymc.streaming.errors import StreamingNotSupportedError
-from pymc.streaming.fitting import READER_SWITCH_INTERVAL
+from pymc.streaming.fitting import short_gil_turns
 from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import ArraySource, Source, ZippedSource
 from pymc.streaming.stream import StreamBuffer
@@ -369,20 +368,18 @@ class FullDataLogp:
                 yield tuple(np.asarray(a, dtype=d) for a, d in zip(chunk, dtypes))
             return
         # The compiled calls hold the GIL: shorter turns let the reader keep ahead (as pm.fit).
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch_interval, READER_SWITCH_INTERVAL))
-        reader = Prefetcher(source.chunks(), depth=READ_AHEAD, name="pymc-full-data-pass")
-        try:
-            while True:
-                item = reader.get()
-                if isinstance(item, Exhausted):
-                    return
-                if isinstance(item, Failed):
-                    raise item.error
-                yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
-        finally:
-            reader.stop()
-            sys.setswitchinterval(switch_interval)
+        with short_gil_turns():
+            reader = Prefetcher(source.chunks(), depth=READ_AHEAD, name="pymc-full-data-pass")
+            try:
+                while True:
+                    item = reader.get()
+                    if isinstance(item, Exhausted):
+                        return
+                    if isinstance(item, Failed):
+                        raise item.error
+                    yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
+            finally:
+                reader.stop()
 
     def evaluate(
         self,
