@@ -209,8 +209,8 @@ def _return_freed_memory() -> None:
 
     pyarrow's default allocator (mimalloc) keeps a thread's freed pages until that thread
     allocates again after a delay, and each Parquet read frees its decoded pages, dictionaries
-    and read buffers at once. Returned after every read, they no longer add up across reads and
-    threads: the peak RSS of a streaming fit over 10M rows went from about 410 to 385 MB.
+    and read buffers at once. Returned after every read, they no longer add up across reads:
+    the peak RSS of a streaming fit over 10M rows went from 400–430 MB to about 380 MB.
     """
     import pyarrow as pa
 
