@@ -34,6 +34,11 @@ PARQUET_DECODE_ROWS = 16_384
 """Rows decoded from a row group at a time. Arrow's reader reserves several times a batch, so
 smaller batches hold less memory; 16k rows also decoded fastest here."""
 
+PARQUET_RETURN_FREED_BYTES = 1 << 25
+"""Bytes of rows decoded between two returns of pyarrow's freed pages to the system (32 MiB,
+about 3 windows of ten float64 columns). Returning them after every read held no less memory,
+and cost half the read speed in page faults."""
+
 CSV_BLOCK_BYTES = 1 << 24
 """Bytes of CSV text parsed per read (16 MiB): about 200,000 rows of ten numbers."""
 
@@ -209,8 +214,8 @@ def _return_freed_memory() -> None:
 
     pyarrow's default allocator (mimalloc) keeps a thread's freed pages until that thread
     allocates again after a delay, and each Parquet read frees its decoded pages, dictionaries
-    and read buffers at once. Returned after every read, they no longer add up across reads:
-    the peak RSS of a streaming fit over 10M rows went from 400–430 MB to about 380 MB.
+    and read buffers at once. Returned every few reads, they no longer add up: the peak RSS of
+    a streaming fit over 10M rows went from 400–430 MB to about 380 MB.
     """
     import pyarrow as pa
 
@@ -254,7 +259,7 @@ class ParquetSource(BlockSource):
         Decode the columns of a row group in parallel in pyarrow's thread pool. Reads are
         about a third faster, but the threads share the CPU with the gradient step, and each
         keeps memory of its own: by default one reader thread decodes, returning what it frees
-        after every read, which bounds memory best. A fit rarely needs more: one thread decodes
+        every few reads, which bounds memory best. A fit rarely needs more: one thread decodes
         several times the rows per second that a step consumes.
 
     Notes
@@ -301,6 +306,7 @@ class ParquetSource(BlockSource):
         self._dataset = dataset
         self._filter = filter
         self._use_threads = use_threads
+        self._bytes_since_return = 0
         where = f"Parquet dataset {path!r:.100}"
         self._outputs = _outputs(columns, dataset.schema.names)
         _check_schema(dataset.schema, self._outputs, where)
@@ -417,14 +423,14 @@ class ParquetSource(BlockSource):
                     pending, buffered = table.slice(rows).to_batches(), buffered - rows
                     piece = self._piece(table.slice(0, rows), constants, where)
                     table = None
-                    _return_freed_memory()  # the decoded batches, now converted
+                    self._decoded(piece)
                     yield piece
         except arrow_errors as error:
             raise SourceDataError(f"Reading {where} failed (corrupt file?): {error}") from error
         if buffered:
             piece = self._piece(pa.Table.from_batches(pending), constants, where)
             pending = None
-            _return_freed_memory()
+            self._decoded(piece)
             yield piece
 
     def _partition_values(self, piece) -> dict:
@@ -443,6 +449,13 @@ class ParquetSource(BlockSource):
                 name, pa.array(column, self._dataset.schema.field(name).type)
             )
         return _to_chunk(table, self._outputs, self.specs, where)
+
+    def _decoded(self, chunk: Chunk) -> None:
+        """Count a read's bytes; return freed pages once enough have been decoded since."""
+        self._bytes_since_return += sum(part.nbytes for part in chunk)
+        if self._bytes_since_return >= PARQUET_RETURN_FREED_BYTES:
+            self._bytes_since_return = 0
+            _return_freed_memory()
 
     def head(self, rows: int) -> Chunk:
         try:
@@ -468,7 +481,7 @@ class ParquetSource(BlockSource):
             raise SourceDataError(f"Reading {where} failed (corrupt file?): {error}") from error
         chunk = _to_chunk(table, self._outputs, self.specs, where)
         table = None
-        _return_freed_memory()  # the decoded row group, now converted
+        self._decoded(chunk)
         return chunk
 
     def __repr__(self) -> str:
