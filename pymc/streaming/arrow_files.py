@@ -210,12 +210,13 @@ class _FileStamps:
 
 
 def _return_freed_memory() -> None:
-    """Return the pages pyarrow has freed in this thread to the system now.
+    """Ask pyarrow's memory pool to return the pages it has freed to the system now.
 
     pyarrow's default allocator (mimalloc) keeps a thread's freed pages until that thread
     allocates again after a delay, and each Parquet read frees its decoded pages, dictionaries
     and read buffers at once. Returned every few reads, they no longer add up: the peak RSS of
-    a streaming fit over 10M rows went from 400–430 MB to about 380 MB.
+    a streaming fit over 10M rows went from 400–430 MB to about 380 MB. Other pyarrow work in
+    the process may find pages it kept for reuse returned too, and fault them in again.
     """
     import pyarrow as pa
 
@@ -423,16 +424,16 @@ class ParquetSource(BlockSource):
                     pending, buffered = table.slice(rows).to_batches(), buffered - rows
                     piece = self._piece(table.slice(0, rows), constants, where)
                     # Once nothing holds the decoded rows, a return of freed pages in
-                    # _decoded includes them: 8 MB less at the peak.
+                    # _count_decoded includes them: 8 MB less at the peak.
                     table = None
-                    self._decoded(piece)
+                    self._count_decoded(piece)
                     yield piece
         except arrow_errors as error:
             raise SourceDataError(f"Reading {where} failed (corrupt file?): {error}") from error
         if buffered:
             piece = self._piece(pa.Table.from_batches(pending), constants, where)
             pending = None
-            self._decoded(piece)
+            self._count_decoded(piece)
             yield piece
 
     def _partition_values(self, piece) -> dict:
@@ -452,7 +453,7 @@ class ParquetSource(BlockSource):
             )
         return _to_chunk(table, self._outputs, self.specs, where)
 
-    def _decoded(self, chunk: Chunk) -> None:
+    def _count_decoded(self, chunk: Chunk) -> None:
         """Count a read's bytes; return freed pages once enough have been decoded since."""
         self._bytes_since_return += sum(part.nbytes for part in chunk)
         if self._bytes_since_return >= PARQUET_RETURN_FREED_BYTES:
@@ -482,8 +483,8 @@ class ParquetSource(BlockSource):
         except _arrow_errors() as error:
             raise SourceDataError(f"Reading {where} failed (corrupt file?): {error}") from error
         chunk = _to_chunk(table, self._outputs, self.specs, where)
-        table = None
-        self._decoded(chunk)
+        table = None  # freed before it is counted, as in iter_block
+        self._count_decoded(chunk)
         return chunk
 
     def __repr__(self) -> str:
