@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pymc.streaming.errors import SourceDataError
+from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import BlockSource, Chunk, Source
 
 __all__ = ["DEFAULT_SHUFFLE_BUFFER", "Batcher", "BatcherState"]

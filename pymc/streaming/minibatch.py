@@ -18,15 +18,14 @@ import numbers
 
 import numpy as np
 
-from pytensor.graph.basic import Variable
-from pytensor.tensor import TensorVariable
+from pytensor.tensor.sharedvar import TensorSharedVariable
 
+from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
-from pymc.streaming.errors import SourceDataError
 from pymc.streaming.sources import as_source
-from pymc.streaming.stream import Stream, streams_in
+from pymc.streaming.stream import Stream
 
-__all__ = ["DEFAULT_PREFETCH", "observed_total_size", "streaming_minibatch"]
+__all__ = ["DEFAULT_PREFETCH", "check_streaming_options", "streaming_minibatch"]
 
 DEFAULT_PREFETCH = 16
 """Batches prepared ahead by the background reader: 16 × 256 rows × 10 float64 ≈ 330 kB."""
@@ -60,13 +59,14 @@ def streaming_minibatch(
     random_seed: int | np.random.Generator | None = None,
     prefetch: int | None = None,
     check_finite: bool = False,
-) -> TensorVariable | list[TensorVariable]:
+) -> TensorSharedVariable | list[TensorSharedVariable]:
     """Minibatches streamed from a source, refreshed by ``pm.fit`` before every step.
 
     Reached as ``pm.Minibatch(*sources, batch_size=..., streaming=True, ...)``. Returns one
-    tensor per output of the sources (a single tensor when there is one), each of static shape
-    ``(batch_size, ...)``. Used as observed data, the likelihood is scaled by
-    ``total_size / batch_size`` with ``total_size`` inferred in rows.
+    shared variable per output of the sources (a single one when there is one), holding
+    ``batch_size`` rows at every step; like ``pm.Data``, its type leaves the number of rows
+    open. Used as observed data, the likelihood is scaled by ``total_size / batch_size`` with
+    ``total_size`` inferred in rows.
 
     Parameters
     ----------
@@ -112,7 +112,8 @@ def streaming_minibatch(
 
     Returns
     -------
-    TensorVariable or list of TensorVariable
+    StreamBuffer or list of StreamBuffer
+        Shared variables (:class:`pymc.streaming.StreamBuffer`) that ``pm.fit`` refreshes.
 
     Raises
     ------
@@ -167,51 +168,23 @@ def streaming_minibatch(
     return buffers if len(buffers) > 1 else buffers[0]
 
 
-def observed_total_size(name: str, observed, total_size):
-    """Infer ``total_size`` (in rows) for an observed variable whose data is streamed.
+_OPTIONS = ("total_size", "shuffle_buffer", "random_seed", "prefetch", "check_finite")
 
-    Called by ``Model.register_rv``. Returns ``total_size`` unchanged for other data.
+
+def check_streaming_options(streaming: bool, options: dict) -> None:
+    """Refuse unknown keywords, and streaming keywords given to the in-memory ``pm.Minibatch``.
 
     Raises
     ------
-    SourceDataError
-        If the stream cannot tell its row count and no ``total_size`` is given, or a
-        ``total_size`` given here disagrees with the stream's.
+    TypeError
+        Naming the keywords that do not apply and those that do.
     """
-    if not isinstance(observed, Variable):
-        return total_size
-    streams = streams_in([observed])
-    if not streams:
-        return total_size
-    given = total_size[0] if isinstance(total_size, list | tuple) else total_size
-    unknown = [stream for stream in streams if stream.num_rows is None]
-    if unknown and given is None:
-        raise SourceDataError(
-            f"Observed variable {name!r} uses a streaming minibatch whose source cannot tell its "
-            "number of rows, so the likelihood cannot be scaled. Pass total_size=<rows in the "
-            "dataset> to pm.Minibatch (or to this variable)."
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"pm.Minibatch got unexpected keyword(s) {', '.join(map(repr, unknown))}. With "
+            f"streaming=True it takes batch_size and {', '.join(_OPTIONS)}."
         )
-    for stream in unknown:
-        stream.total_size = int(given)
-    sizes = {stream.num_rows for stream in streams}
-    if len(sizes) > 1:
-        raise SourceDataError(
-            f"Observed variable {name!r} uses streams of different lengths ({sorted(sizes)} "
-            "rows); a likelihood term can only be scaled to one dataset size."
-        )
-    rows = sizes.pop()
-    if given is None:
-        return rows
-    if given != rows:
-        raise SourceDataError(
-            f"Observed variable {name!r} has total_size={given}, but its streaming minibatch "
-            f"reads {rows} rows per epoch. Leave total_size out: it is inferred from the stream."
-        )
-    return total_size
-
-
-def unless_streaming(streaming: bool, options: dict) -> None:
-    """Refuse streaming keywords given to the in-memory ``pm.Minibatch``."""
     if not streaming:
         raise TypeError(
             f"pm.Minibatch got {', '.join(sorted(options))}, which only apply with "

@@ -13,17 +13,19 @@
 #   limitations under the License.
 """Source adapters: turn what a user has into aligned chunks of rows, one array per output."""
 
+import functools
+import importlib.metadata
 import itertools
 import os
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from pymc.streaming.errors import InvalidSourceError, SourceDataError
+from pymc.exceptions import InvalidSourceError, SourceDataError
 
 __all__ = [
     "ArraySource",
@@ -34,6 +36,7 @@ __all__ = [
     "Source",
     "ZippedSource",
     "as_source",
+    "register_source",
     "to_chunk",
 ]
 
@@ -117,12 +120,17 @@ class BlockSource(Source):
         then reads a block larger than the shuffle buffer one window-sized piece at a time.
     """
 
-    block_rows: tuple[int, ...]
     splits_blocks: bool = False
+    _block_rows: tuple[int, ...] = ()
 
     @property
-    def num_rows(self) -> int:
-        return sum(self.block_rows)
+    def block_rows(self) -> tuple[int, ...]:
+        return self._block_rows
+
+    @block_rows.setter
+    def block_rows(self, rows: Sequence[int]) -> None:
+        self._block_rows = tuple(int(count) for count in rows)
+        self.num_rows = sum(self._block_rows)
 
     @abstractmethod
     def read_block(self, index: int) -> Chunk:
@@ -150,11 +158,16 @@ class BlockSource(Source):
 
 
 def _is_arrow(obj) -> bool:
-    return type(obj).__module__.split(".")[0] == "pyarrow"
+    """Whether ``obj`` speaks the Arrow PyCapsule protocol (pyarrow, polars, ... arrays/tables)."""
+    return hasattr(obj, "__arrow_c_array__") or hasattr(obj, "__arrow_c_stream__")
 
 
 def _arrow_to_numpy(obj, where: str) -> np.ndarray:
     """Convert an Arrow array, chunked array, record batch or table; refuse nulls."""
+    if type(obj).__module__.split(".")[0] != "pyarrow":
+        import pyarrow as pa  # other Arrow libraries hand their data over through the protocol
+
+        obj = pa.table(obj) if hasattr(obj, "__arrow_c_stream__") else pa.array(obj)
     columns = obj.columns if hasattr(obj, "columns") else [obj]
     names = obj.column_names if hasattr(obj, "column_names") else [None]
     arrays = []
@@ -218,6 +231,24 @@ def to_chunk(obj, where: str = "chunk") -> Chunk:
             "rows of every output."
         )
     return parts
+
+
+def _row_count(value, what: str) -> int:
+    """A number of rows: a non-negative integer (numpy integers too, never a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise SourceDataError(f"{what} must be an integer number of rows, got {value!r}.")
+    if value < 1:
+        raise SourceDataError(f"{what} must be at least 1 row, got {value}.")
+    return int(value)
+
+
+def _declared_rows(obj) -> int | None:
+    """The rows an iterable says it holds: ``num_rows``, or ``n_rows`` as pymc-extras names it."""
+    for attribute in ("num_rows", "n_rows"):
+        value = getattr(obj, attribute, None)
+        if value is not None and not callable(value):
+            return _row_count(value, f"{type(obj).__name__}.{attribute}")
+    return None
 
 
 def _spec_of(chunk: Chunk) -> tuple[OutputSpec, ...]:
@@ -301,8 +332,8 @@ class IterableSource(Source):
         iterator restart every epoch; an iterator or generator object is read once.
     num_rows : int, optional
         Rows per pass, when known. Lists and tuples of chunks are counted; an object with an
-        integer ``num_rows`` attribute reports its own. ``len()`` is never used, because it
-        often counts batches rather than rows.
+        integer ``num_rows`` or ``n_rows`` attribute (pymc-extras' convention) reports its own.
+        ``len()`` is never used, because it often counts batches rather than rows.
     """
 
     def __init__(self, obj, *, num_rows: int | None = None):
@@ -326,9 +357,9 @@ class IterableSource(Source):
         self._head = tuple(np.array(part[:_HEAD_ROWS]) for part in first)
         if num_rows is None and isinstance(obj, list | tuple):
             num_rows = sum(len(to_chunk(chunk)[0]) for chunk in obj)
-        if num_rows is None and isinstance(getattr(obj, "num_rows", None), int):
-            num_rows = obj.num_rows
-        self.num_rows = num_rows
+        if num_rows is None:
+            num_rows = _declared_rows(obj)
+        self.num_rows = None if num_rows is None else _row_count(num_rows, "num_rows")
 
     def _open(self) -> Iterator[Chunk]:
         if not self.restartable and self._passes:
@@ -424,51 +455,99 @@ class ZippedSource(Source):
         return f"ZippedSource({', '.join(map(repr, self.sources))})"
 
 
-def _array_like(obj) -> bool:
-    return isinstance(obj, np.ndarray | pd.DataFrame | pd.Series) or (
-        _is_arrow(obj) and (hasattr(obj, "to_numpy") or hasattr(obj, "column_names"))
-    )
 
 
-_ALIGNING_READERS = ("DaskSource", "HDF5Source", "ZarrSource")
-"""Readers that take several aligned collections of their kind at once."""
+_PLUGIN_GROUP = "pymc.streaming.sources"
+"""Entry points that register adapters for the types of one top-level package: an entry point's
+name is that package (``h5py``, ``zarr``, ``dask``, ...), its value a function that registers
+them with :func:`register_source` when an object of that package is first met."""
 
 
-def _is_dask_collection(obj) -> bool:
-    # Not hasattr(obj, "dask"): on a DataFrame that builds the whole graph.
-    import dask
-
-    return dask.is_dask_collection(obj)
+@functools.singledispatch
+def _adapter(obj) -> Source:
+    raise NotImplementedError  # the marker of "no adapter registered"
 
 
-def _reader_for(obj):
-    """The reader of an HDF5 dataset, a Zarr array, a Dask collection or an Arrow dataset."""
-    package = type(obj).__module__.split(".")[0]
-    if package == "h5py" and hasattr(obj, "chunks"):
-        from pymc.streaming.array_files import HDF5Source
+_aligning: set[Callable] = set()
+_loaded_plugins: set[str] = set()
 
-        return HDF5Source
-    if package == "zarr" and hasattr(obj, "chunks"):
-        from pymc.streaming.array_files import ZarrSource
 
-        return ZarrSource
-    if package in ("dask", "dask_expr") and _is_dask_collection(obj):
-        from pymc.streaming.dask_source import DaskSource
+def register_source(cls: type, adapter: Callable | None = None, *, aligns: bool = False):
+    """Register ``adapter(obj) -> Source`` for objects of type ``cls`` given to ``pm.Minibatch``.
 
-        return DaskSource
-    if package == "pyarrow" and type(obj).__name__ == "FileSystemDataset":
-        from pymc.streaming.arrow_files import ParquetSource
+    Usable as a decorator. Packages that read other formats register their readers this way,
+    lazily, through an entry point in the group ``pymc.streaming.sources`` named after the
+    top-level package of the types they read, whose value is a function that calls
+    ``register_source``: ``import pymc`` then imports no reader.
 
-        return ParquetSource
-    return None
+    Parameters
+    ----------
+    cls : type
+        The type of objects to adapt (subclasses included).
+    adapter : callable, optional
+        Builds the :class:`Source`. Omitted, ``register_source`` returns a decorator.
+    aligns : bool, default False
+        Whether ``adapter(*objs)`` takes several objects of this kind at once and reads them
+        aligned row by row (HDF5 datasets, Zarr arrays, Dask collections), which keeps their
+        random block order; otherwise several objects are zipped.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        @register_source(MyTable)
+        def _(table):
+            return ArraySource([table.to_numpy()])
+    """
+    if adapter is None:
+        return functools.partial(register_source, cls, aligns=aligns)
+    _adapter.register(cls, adapter)
+    if aligns:
+        _aligning.add(adapter)
+    return adapter
+
+
+def _load_plugins(cls: type) -> bool:
+    """Import the modules that registered adapters for the packages ``cls`` comes from."""
+    loaded = False
+    for klass in cls.__mro__:
+        package = klass.__module__.split(".")[0]
+        if package in _loaded_plugins:
+            continue
+        _loaded_plugins.add(package)
+        for entry_point in importlib.metadata.entry_points(group=_PLUGIN_GROUP, name=package):
+            entry_point.load()()
+            loaded = True
+    return loaded
+
+
+def _adapter_for(obj) -> Callable | None:
+    """The adapter registered for ``obj``'s type, loading the plugins of its package once."""
+    adapter = _adapter.dispatch(type(obj))
+    if adapter is _adapter.dispatch(object) and _load_plugins(type(obj)):
+        adapter = _adapter.dispatch(type(obj))
+    return None if adapter is _adapter.dispatch(object) else adapter
+
+
+@register_source(Source)
+def _source_itself(source: Source) -> Source:
+    return source
+
+
+@register_source(np.ndarray)
+@register_source(pd.DataFrame)
+@register_source(pd.Series)
+def _array_source(array) -> Source:
+    return ArraySource([_to_array(array, "source")])
 
 
 def _single_source(obj, position: int) -> Source:
     from pytensor.graph.basic import Variable
 
-    if isinstance(obj, Source):
-        return obj
-    if _array_like(obj):
+    adapter = _adapter_for(obj)
+    if adapter is not None:
+        return adapter(obj)
+    if _is_arrow(obj):
         return ArraySource([_to_array(obj, f"source {position}")])
     if isinstance(obj, Variable):
         raise InvalidSourceError(
@@ -476,14 +555,11 @@ def _single_source(obj, position: int) -> Source:
             "data outside the graph: pass the numpy array, an iterable of chunks or a function "
             "returning one, or use streaming=False for data already in the model."
         )
-    reader = _reader_for(obj)
-    if reader is not None:
-        return reader(obj)
     if isinstance(obj, str | os.PathLike):
         raise InvalidSourceError(
             f"Source {position} is a path ({obj!r:.80}). Open files with a reader that says "
-            "which columns or dataset to stream: pymc.streaming.ParquetSource, ArrowIPCSource, "
-            "CSVSource, NpySource, HDF5Source or ZarrSource."
+            "which columns or dataset to stream: pymc_extras.streaming.ParquetSource, "
+            "ArrowIPCSource, CSVSource, NpySource, HDF5Source or ZarrSource."
         )
     if isinstance(obj, str | bytes | dict | set) or obj is None or np.isscalar(obj):
         raise InvalidSourceError(
@@ -503,15 +579,17 @@ def _single_source(obj, position: int) -> Source:
 def as_source(*objs) -> Source:
     """Adapt one or more user objects to a :class:`Source`.
 
-    Several objects are aligned row by row, and each contributes its outputs in order.
+    Several objects are aligned row by row, and each contributes its outputs in order. Objects
+    of one kind whose adapter ``aligns`` (see :func:`register_source`) are read by one source.
     """
     if not objs:
         raise InvalidSourceError("pm.Minibatch(..., streaming=True) needs at least one source.")
-    readers = {_reader_for(obj) for obj in objs}
-    reader = readers.pop() if len(readers) == 1 else None
-    if len(objs) > 1 and reader is not None and reader.__name__ in _ALIGNING_READERS:
-        # One reader over all of them reads aligned blocks in a random order, unlike a zip.
-        return reader(*objs)
+    if len(objs) > 1:
+        adapters = {_adapter_for(obj) for obj in objs}
+        adapter = adapters.pop() if len(adapters) == 1 else None
+        if adapter in _aligning:
+            # One reader over all of them reads aligned blocks in a random order, unlike a zip.
+            return adapter(*objs)
     sources = [_single_source(obj, i) for i, obj in enumerate(objs)]
     if len(sources) == 1:
         return sources[0]

@@ -14,22 +14,40 @@
 """A stream: the batches of a source, fed to PyTensor shared buffers that the model observes."""
 
 import collections
+import os
+import threading
+import time
+import warnings
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
 
 from pytensor.graph.basic import Variable
-from pytensor.graph.traversal import ancestors
-from pytensor.tensor.sharedvar import TensorSharedVariable
+from rich.progress import ProgressColumn, Task
+from rich.table import Column
+from rich.text import Text
 
+from pymc.data_feed import DataFeed, FedSharedVariable, data_feeds_in
+from pymc.exceptions import StreamingError
 from pymc.streaming.batching import SEQUENTIAL_READ_ROWS, Batcher, BatcherState
 from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import Chunk, Source
 
-__all__ = ["Stream", "StreamBuffer", "StreamExhausted", "get_stream", "streams_in"]
+__all__ = [
+    "Stream",
+    "StreamBuffer",
+    "StreamEndedWarning",
+    "StreamExhausted",
+    "get_stream",
+    "streams_in",
+]
 
+
+_PYMC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""Warnings point past PyMC's own frames, at the code that called the fit."""
 
 SYNCHRONOUS_GROUP = 16
 """Batches prepared at once when reading in the main thread (``prefetch=0``): one gather and
@@ -40,24 +58,32 @@ class StreamExhausted(Exception):
     """A one-shot stream has no full batch left."""
 
 
-class StreamBuffer(TensorSharedVariable):
+class StreamEndedWarning(UserWarning):
+    """A fit ended before the steps asked for, because its one-shot source ran out."""
+
+
+class StreamBuffer(FedSharedVariable):
     """A shared variable holding the current batch of one output of a :class:`Stream`.
 
-    Its own class makes streamed data recognisable in any graph: ``total_size`` is inferred from
-    it, ``pm.fit`` refreshes it, and MCMC refuses it. The stream lives in ``tag``, which PyTensor
-    copies when it clones the variable.
+    As fed data (:class:`pymc.data_feed.FedSharedVariable`) it is recognisable in any graph:
+    ``total_size`` is inferred from it, ``pm.fit`` refreshes it, and every other compiled
+    function refuses it.
+
+    Attributes
+    ----------
+    output : int
+        Which output of the stream's source it holds.
     """
+
+    data_feed: "Stream"
+    output: int
 
     @property
     def stream(self) -> "Stream":
-        return self.tag.stream
-
-    @property
-    def output(self) -> int:
-        return self.tag.stream_output
+        return self.data_feed
 
 
-class Stream:
+class Stream(DataFeed):
     """Batches of a source, delivered into shared buffers before each step of a fit.
 
     Created by ``pm.Minibatch(..., streaming=True)``; see
@@ -67,7 +93,8 @@ class Stream:
 
     The position is a plain dict, ``{"seed", "epoch", "offset"}`` (:meth:`get_state`): restoring
     it into a stream over the same source with the same options (:meth:`set_state`) continues
-    the identical batch sequence, and the next ``pm.fit`` starts from it.
+    the identical batch sequence, and the next ``pm.fit`` starts from it. A pickled stream (with
+    the model or approximation that holds it) keeps its source and position, not its threads.
     """
 
     def __init__(
@@ -96,13 +123,100 @@ class Stream:
             "offset": 0,
         }
         self._positioned = False
-        self._batcher: Batcher | None = None
-        self._reader: Prefetcher | None = None
-        self._pending: collections.deque = collections.deque()
+        self._reset_reading()
         self.steps = 0  # batches delivered, over all fits
         self.buffers = tuple(
             self._make_buffer(i, part) for i, part in enumerate(self._initial_batch())
         )
+
+    def _reset_reading(self) -> None:
+        """The transient part of a stream: what reads, and what was read but not delivered."""
+        self._batcher: Batcher | None = None
+        self._reader: Prefetcher | None = None
+        self._pending: collections.deque = collections.deque()
+        self._in_use = threading.Lock()
+        self._fit_started = 0.0
+        self._fit_batches = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for transient in ("_batcher", "_reader", "_pending", "_in_use"):
+            del state[transient]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_reading()
+
+    # --- the data feed ---------------------------------------------------------------------
+    @property
+    def shared_variables(self) -> tuple[FedSharedVariable, ...]:
+        return self.buffers
+
+    def start(self, *, restart: bool, random_seed: int | None) -> None:
+        """Start feeding a fit: start over (``restart``) unless positioned, then read ahead.
+
+        Raises
+        ------
+        StreamingError
+            If another fit is reading this stream at the same time.
+        """
+        if not self._in_use.acquire(blocking=False):
+            raise StreamingError(
+                f"Stream {self.name!r} is already feeding a fit that is running (in another "
+                "thread). One stream feeds one fit at a time: wait for that fit to end, or build "
+                "this model with its own pm.Minibatch(..., streaming=True)."
+            )
+        try:
+            if restart:
+                self.begin_fit(random_seed)
+            self._fit_started, self._fit_batches = time.perf_counter(), 0
+            self.start_reading()
+        except BaseException:
+            self._in_use.release()
+            raise
+
+    def before_step(self) -> None:
+        """Put the next batch into the buffers; ``StopIteration`` when a one-shot source ends."""
+        try:
+            self.refresh()
+        except StreamExhausted as end:
+            message = f"{end}; the fit stops here, before the steps it was asked for."
+            warnings.warn(message, StreamEndedWarning, skip_file_prefixes=(_PYMC_DIR,))
+            raise StopIteration(message) from None
+        self._fit_batches += 1
+
+    def stop(self) -> None:
+        """Stop the background reader; the batches it prepared are kept for the next fit."""
+        try:
+            self.stop_reading()
+        finally:
+            if self._in_use.locked():
+                self._in_use.release()
+
+    def progress_columns(self) -> tuple[ProgressColumn, ...]:
+        return (_StreamColumn(self),)
+
+    def status(self) -> str:
+        """The epoch and the rows per second of the running fit, as the progress bar shows."""
+        elapsed = time.perf_counter() - self._fit_started
+        speed = self._fit_batches * self.batch_size / elapsed if elapsed > 0 else 0.0
+        # Counted from 1 here, as progress bars do; the stream's state counts from 0.
+        return f"epoch {self.epoch + 1} · {speed:,.0f} rows/s"
+
+    def refusal_advice(self) -> str:
+        return (
+            "Streaming minibatches are for fits that read a fresh batch every step: pm.fit "
+            "(ADVI, FullRankADVI, SVGD, ASVGD) and pymc-extras' Trainer and fit_advi. For the "
+            "exact full-data posterior mode and Pathfinder, use pymc_extras.fit(method="
+            '"pathfinder"), which passes over the whole stream. For predictions, posterior '
+            "predictive checks and log-likelihoods on streamed data, see pymc_extras.streaming. "
+            "For MCMC, SMC and find_MAP, build the model on data in memory."
+        )
+
+    def declare_num_rows(self, rows: int) -> None:
+        """Learn the rows per epoch from the model's ``total_size`` (sources that cannot tell)."""
+        self.total_size = rows
 
     # --- the graph side -------------------------------------------------------------------
     def _initial_batch(self) -> Chunk:
@@ -119,8 +233,8 @@ class Stream:
         buffer = StreamBuffer(
             type=tensor_type, value=value, strict=False, name=f"{self.name}.{output}"
         )
-        buffer.tag.stream = self
-        buffer.tag.stream_output = output
+        buffer.data_feed = self
+        buffer.output = output
         return buffer
 
     # --- position -------------------------------------------------------------------------
@@ -171,18 +285,22 @@ class Stream:
         self._batcher = None
         self._state = state
 
-    def begin_fit(self, derive_seed) -> None:
+    def begin_fit(self, random_seed: int | None) -> None:
         """Start the stream over for a new fit, as ``pm.fit`` reseeds PyMC's random generators.
 
         A position set with :meth:`set_state` since the last fit is kept instead. Without a
-        ``random_seed`` of its own, the stream takes its seed from ``derive_seed()``, which the
-        fit draws from its own ``random_seed``.
+        ``random_seed`` of its own, the stream takes ``random_seed``, which the fit draws from
+        its own random state (fresh entropy when it is None).
         """
         if self._positioned:
             self._positioned = False
             return
-        needs_seed = not self.seed_given and self.shuffle_buffer > 0
-        self.restart(seed=int(derive_seed()) if needs_seed else None)
+        if self.seed_given or not self.shuffle_buffer:
+            self.restart()
+        elif random_seed is None:
+            self.restart(seed=int(np.random.SeedSequence().entropy))  # type: ignore[arg-type]
+        else:
+            self.restart(seed=int(random_seed))
 
     # --- reading --------------------------------------------------------------------------
     def _new_batcher(self) -> Batcher:
@@ -303,11 +421,18 @@ def _groups(batcher: Batcher, size: int) -> Iterator[list]:
 
 def streams_in(variables: Iterable[Variable]) -> list[Stream]:
     """The streams whose buffers the graphs of ``variables`` read, in order of first use."""
-    found: dict[int, Stream] = {}
-    for var in ancestors(list(variables)):
-        if isinstance(var, StreamBuffer):
-            found.setdefault(id(var.stream), var.stream)
-    return list(found.values())
+    return [feed for feed in data_feeds_in(variables) if isinstance(feed, Stream)]
+
+
+class _StreamColumn(ProgressColumn):
+    """The epoch and rows per second of one stream, after a fit's usual progress columns."""
+
+    def __init__(self, stream: Stream):
+        super().__init__(table_column=Column(no_wrap=True))
+        self._stream = stream
+
+    def render(self, task: Task) -> Text:
+        return Text(self._stream.status(), style="progress.data")
 
 
 def get_stream(variable: Variable) -> Stream:

@@ -47,7 +47,7 @@ from pymc_extras.inference.pathfinder.results import (
 )
 
 from pymc import Model
-from pymc.streaming.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp, reads_minibatched_data
+from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp, reads_minibatched_data
 
 __all__ = ["FullDataPaths", "SharedPasses", "full_data_paths"]
 
@@ -77,8 +77,8 @@ def full_data_paths(
     ----------
     chunk_size : int, optional
         Rows of data evaluated per compiled call for one point, default
-        :data:`pymc.streaming.full_data.DEFAULT_CHUNK_SIZE` (65,536). Memory during a pass is
-        bounded by it; see :class:`pymc.streaming.full_data.FullDataLogp`.
+        :data:`pymc_extras.streaming.full_data.DEFAULT_CHUNK_SIZE` (65,536). Memory during a pass is
+        bounded by it; see :class:`pymc_extras.streaming.full_data.FullDataLogp`.
     parallel : bool
         Accepted for compatibility: the paths always run side by side in this process, because
         one read of the data then serves every path (see :class:`SharedPasses`).

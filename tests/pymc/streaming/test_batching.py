@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pymc.streaming.batching import Batcher
-from pymc.streaming.errors import SourceDataError
+from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import BlockSource, as_source, to_chunk
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytensor
 import pytest
 
-from pymc.streaming.errors import InvalidSourceError, SourceDataError
+from pymc.exceptions import InvalidSourceError, SourceDataError
 from pymc.streaming.sources import ArraySource, IterableSource, ZippedSource, as_source, to_chunk
 
 
@@ -177,7 +177,7 @@ def test_zipped_sources_of_different_lengths_are_refused():
     "obj, match",
     [
         (pytensor.shared(np.zeros(3)), "is a PyTensor variable"),
-        ("data.parquet", r"is a path .* pymc.streaming.ParquetSource"),
+        ("data.parquet", r"is a path .* pymc_extras.streaming.ParquetSource"),
         (3, "is a int"),
         (None, "is a NoneType"),
         ({"x": np.zeros(3)}, "is a dict"),

@@ -21,7 +21,7 @@ from pymc_extras.inference.pathfinder.pathfinder import fit_blackjax_pathfinder
 import pymc as pm
 import pymc_extras as pmx
 
-from pymc.streaming import StreamingNotSupportedError
+from pymc.exceptions import StreamingNotSupportedError
 
 
 def streaming_model():

@@ -27,7 +27,7 @@ from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
 import pymc as pm
 import pymc_extras as pmx
 
-from pymc.streaming import StreamingNotSupportedError
+from pymc.exceptions import StreamingNotSupportedError
 from pymc_extras.inference.pathfinder.streaming import full_data_paths
 
 N = 2_000

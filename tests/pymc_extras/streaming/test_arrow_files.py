@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 
 import pymc as pm
 
-from pymc.streaming import optional
-from pymc.streaming.arrow_files import ArrowIPCSource, CSVSource, FeatherSource, ParquetSource
+from pymc_extras.streaming import optional
+from pymc_extras.streaming.arrow_files import ArrowIPCSource, CSVSource, FeatherSource, ParquetSource
 from pymc.streaming.batching import Batcher
-from pymc.streaming.errors import SourceDataError
+from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import ArraySource, as_source
 
 

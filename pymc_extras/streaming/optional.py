@@ -28,7 +28,8 @@ def import_optional(module: str, *, extra: str, reader: str) -> ModuleType:
     module : str
         The module to import, e.g. ``"pyarrow.dataset"``; its top-level package is the one named.
     extra : str
-        The extra of the fork that installs it, e.g. ``"parquet"`` for ``pip install pymc[parquet]``.
+        The extra of pymc-extras that installs it, e.g. ``"parquet"`` for
+        ``pip install "pymc-extras[parquet]"``.
     reader : str
         What needs it, for the message, e.g. ``"ParquetSource"``.
 
@@ -43,7 +44,7 @@ def import_optional(module: str, *, extra: str, reader: str) -> ModuleType:
         package = module.split(".")[0]
         raise ModuleNotFoundError(
             f"{reader} needs the package {package!r}, which is not installed. Install it with "
-            f'`pip install {package}`, or `pip install "pymc[{extra}]"` for the fork\'s {extra} '
+            f'`pip install {package}`, or `pip install "pymc-extras[{extra}]"` for the {extra} '
             "reader and its dependencies.",
             name=package,
         ) from error

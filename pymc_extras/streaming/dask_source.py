@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from pymc.streaming.errors import InvalidSourceError, SourceDataError
-from pymc.streaming.optional import import_optional
+from pymc.exceptions import InvalidSourceError, SourceDataError
+from pymc_extras.streaming.optional import import_optional
 from pymc.streaming.sources import BlockSource, Chunk, OutputSpec
 
 __all__ = ["DaskSource"]
@@ -150,7 +150,7 @@ class DaskSource(BlockSource):
 
     >>> import dask.array as da
     >>> import pymc as pm
-    >>> from pymc.streaming.dask_source import DaskSource
+    >>> from pymc_extras.streaming.dask_source import DaskSource
     >>> X = da.random.default_rng(0).normal(size=(10_000, 3), chunks=(2_500, 3))
     >>> y = X @ da.from_array([1.0, -1.0, 0.5]) + 1.0
     >>> source = DaskSource(X, y)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pymc.streaming.errors import InvalidSourceError, SourceDataError, StreamingError
-from pymc.streaming.optional import import_optional
+from pymc.exceptions import InvalidSourceError, SourceDataError, StreamingError
+from pymc_extras.streaming.optional import import_optional
 from pymc.streaming.sources import Chunk, OutputSpec, Source
 
 __all__ = ["HDF5Source", "NpySource", "ZarrSource"]
@@ -209,7 +209,7 @@ class NpySource(_ChunkedArraySource):
     Examples
     --------
     >>> import tempfile, numpy as np, pymc as pm
-    >>> from pymc.streaming.array_files import NpySource
+    >>> from pymc_extras.streaming.array_files import NpySource
     >>> folder = tempfile.mkdtemp()
     >>> np.save(f"{folder}/X.npy", np.random.normal(size=(1_000, 3)))
     >>> np.save(f"{folder}/y.npy", np.random.normal(size=1_000))
@@ -362,7 +362,7 @@ class HDF5Source(_ChunkedArraySource):
     Examples
     --------
     >>> import tempfile, h5py, numpy as np, pymc as pm
-    >>> from pymc.streaming.array_files import HDF5Source
+    >>> from pymc_extras.streaming.array_files import HDF5Source
     >>> path = f"{tempfile.mkdtemp()}/data.h5"
     >>> with h5py.File(path, "w") as file:
     ...     _ = file.create_dataset("X", data=np.random.normal(size=(1_000, 3)), chunks=(250, 3))
@@ -513,7 +513,7 @@ class ZarrSource(_ChunkedArraySource):
     Examples
     --------
     >>> import tempfile, zarr, numpy as np, pymc as pm
-    >>> from pymc.streaming.array_files import ZarrSource
+    >>> from pymc_extras.streaming.array_files import ZarrSource
     >>> path = f"{tempfile.mkdtemp()}/data.zarr"
     >>> group = zarr.open_group(path, mode="w")
     >>> group.create_array("X", shape=(1_000, 3), chunks=(250, 3), dtype="f8")[:] = 1.0

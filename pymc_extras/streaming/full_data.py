@@ -34,8 +34,7 @@ from pytensor.graph.replace import clone_replace, vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.math import variadic_add
 
-from pymc.streaming.errors import StreamingNotSupportedError
-from pymc.streaming.fitting import short_gil_turns
+from pymc.exceptions import StreamingNotSupportedError
 from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import ArraySource, Source, ZippedSource
 from pymc.streaming.stream import StreamBuffer
@@ -246,7 +245,7 @@ class FullDataLogp:
     Examples
     --------
     >>> import numpy as np, pymc as pm
-    >>> from pymc.streaming.full_data import FullDataLogp
+    >>> from pymc_extras.streaming.full_data import FullDataLogp
     >>> x = np.random.default_rng(0).normal(size=1_000)
     >>> with pm.Model() as model:
     ...     x_mb = pm.Minibatch(x, batch_size=10, streaming=True)
@@ -367,19 +366,17 @@ class FullDataLogp:
             for chunk in chunks:
                 yield tuple(np.asarray(a, dtype=d) for a, d in zip(chunk, dtypes))
             return
-        # The compiled calls hold the GIL: shorter turns let the reader keep ahead (as pm.fit).
-        with short_gil_turns():
-            reader = Prefetcher(source.chunks(), depth=READ_AHEAD, name="pymc-full-data-pass")
-            try:
-                while True:
-                    item = reader.get()
-                    if isinstance(item, Exhausted):
-                        return
-                    if isinstance(item, Failed):
-                        raise item.error
-                    yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
-            finally:
-                reader.stop()
+        reader = Prefetcher(source.chunks(), depth=READ_AHEAD, name="pymc-full-data-pass")
+        try:
+            while True:
+                item = reader.get()
+                if isinstance(item, Exhausted):
+                    return
+                if isinstance(item, Failed):
+                    raise item.error
+                yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
+        finally:
+            reader.stop()
 
     def evaluate(
         self,

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pymc.streaming.errors import SourceDataError
-from pymc.streaming.optional import import_optional
+from pymc.exceptions import SourceDataError
+from pymc_extras.streaming.optional import import_optional
 from pymc.streaming.sources import BlockSource, Chunk, OutputSpec, Source
 
 __all__ = ["ArrowIPCSource", "CSVSource", "FeatherSource", "ParquetSource"]
@@ -275,7 +275,7 @@ class ParquetSource(BlockSource):
     --------
     .. code-block:: python
 
-        source = pm.streaming.ParquetSource("data/", columns=[["x1", "x2", "x3"], "y"])
+        source = pmx.streaming.ParquetSource("data/", columns=[["x1", "x2", "x3"], "y"])
         X, y = pm.Minibatch(source, batch_size=256, streaming=True)
     """
 
@@ -515,7 +515,7 @@ class ArrowIPCSource(BlockSource):
     --------
     .. code-block:: python
 
-        source = pm.streaming.ArrowIPCSource("data.feather", columns=[["x1", "x2"], "y"])
+        source = pmx.streaming.ArrowIPCSource("data.feather", columns=[["x1", "x2"], "y"])
         X, y = pm.Minibatch(source, batch_size=256, streaming=True)
     """
 
@@ -617,7 +617,7 @@ class CSVSource(Source):
     --------
     .. code-block:: python
 
-        source = pm.streaming.CSVSource("data.csv", columns=[["x1", "x2"], "y"])
+        source = pmx.streaming.CSVSource("data.csv", columns=[["x1", "x2"], "y"])
         X, y = pm.Minibatch(source, batch_size=256, streaming=True)
     """
 

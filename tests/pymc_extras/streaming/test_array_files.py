@@ -29,9 +29,9 @@ from hypothesis import strategies as st
 import pymc as pm
 
 from pymc.streaming import get_stream
-from pymc.streaming.array_files import HDF5Source, NpySource, ZarrSource
+from pymc_extras.streaming.array_files import HDF5Source, NpySource, ZarrSource
 from pymc.streaming.batching import Batcher
-from pymc.streaming.errors import InvalidSourceError, SourceDataError
+from pymc.exceptions import InvalidSourceError, SourceDataError
 from pymc.streaming.sources import ArraySource
 
 h5py = pytest.importorskip("h5py")

@@ -29,7 +29,7 @@ import pymc as pm
 
 from pymc.streaming import get_stream
 from pymc.streaming.batching import Batcher
-from pymc.streaming.errors import InvalidSourceError, SourceDataError
+from pymc.exceptions import InvalidSourceError, SourceDataError
 from pymc.streaming.sources import BlockSource, to_chunk
 
 dask = pytest.importorskip("dask")
@@ -37,7 +37,7 @@ da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
-from pymc.streaming.dask_source import DaskSource  # noqa: E402
+from pymc_extras.streaming.dask_source import DaskSource  # noqa: E402
 
 N = 600
 RNG = np.random.default_rng(1)

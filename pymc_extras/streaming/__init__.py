@@ -1,0 +1,58 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Streaming data for PyMC models: file and Dask readers, and exact passes over the full data.
+
+The readers are sources for ``pm.Minibatch(source, batch_size=..., streaming=True)``; PyMC also
+finds them by itself for HDF5 datasets, Zarr arrays, Dask collections, pyarrow datasets and
+pymc-extras' ``DataLoader`` (:mod:`pymc_extras.streaming.adapters`). Attributes are imported on
+first use, so importing this package imports no reader and no optional dependency.
+"""
+
+import importlib
+
+__all__ = [
+    "ArrowIPCSource",
+    "CSVSource",
+    "DaskSource",
+    "FeatherSource",
+    "FullDataLogp",
+    "HDF5Source",
+    "NpySource",
+    "ParquetSource",
+    "ZarrSource",
+]
+
+_HOMES = {
+    "ArrowIPCSource": "pymc_extras.streaming.arrow_files",
+    "CSVSource": "pymc_extras.streaming.arrow_files",
+    "FeatherSource": "pymc_extras.streaming.arrow_files",
+    "ParquetSource": "pymc_extras.streaming.arrow_files",
+    "HDF5Source": "pymc_extras.streaming.array_files",
+    "NpySource": "pymc_extras.streaming.array_files",
+    "ZarrSource": "pymc_extras.streaming.array_files",
+    "DaskSource": "pymc_extras.streaming.dask_source",
+    "FullDataLogp": "pymc_extras.streaming.full_data",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pymc_extras.streaming' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
