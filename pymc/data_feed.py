@@ -64,6 +64,15 @@ class FedSharedVariable(TensorSharedVariable):
 
     data_feed: "DataFeed"
 
+    def clone(self, **kwargs):
+        # PyTensor clones shared variables when it rebuilds graphs (e.g. model transforms); a
+        # clone shares the value's container, and must share its feed too.
+        clone = super().clone(**kwargs)
+        clone.__dict__.update(
+            {key: value for key, value in self.__dict__.items() if key not in clone.__dict__}
+        )
+        return clone
+
 
 class DataFeed(ABC):
     """Puts new data into some :class:`FedSharedVariable` objects between compiled calls.

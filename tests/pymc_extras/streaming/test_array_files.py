@@ -484,6 +484,6 @@ def test_a_file_changed_during_a_fit_stops_it_with_the_file_named(tmp_path):
 )
 def test_a_missing_package_is_named_with_its_extra(make, package, extra, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, package, None)  # as if not installed
-    match = rf"needs the package '{package}'.*pip install \"pymc\[{extra}\]\""
+    match = rf"needs the package '{package}'.*pip install \"pymc-extras\[{extra}\]\""
     with pytest.raises(ModuleNotFoundError, match=match):
         make(tmp_path)

@@ -299,7 +299,7 @@ def test_missing_pyarrow_names_the_package_and_extra(monkeypatch, tmp_path):
 
     monkeypatch.setattr(optional.importlib, "import_module", unavailable)
     with pytest.raises(
-        ModuleNotFoundError, match=r"ParquetSource needs the package 'pyarrow'.*pymc\[parquet\]"
+        ModuleNotFoundError, match=r"ParquetSource needs the package 'pyarrow'.*pymc-extras\[parquet\]"
     ):
         ParquetSource(tmp_path)
 

@@ -326,7 +326,7 @@ def test_a_partition_that_changes_length_is_reported():
 def test_missing_dask_names_the_package_and_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", None)
     with pytest.raises(
-        ModuleNotFoundError, match=r"DaskSource needs the package 'dask'.*pymc\[dask\]"
+        ModuleNotFoundError, match=r"DaskSource needs the package 'dask'.*pymc-extras\[dask\]"
     ):
         DaskSource(object())
 
