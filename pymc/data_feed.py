@@ -32,12 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from pymc.exceptions import SourceDataError, StreamingNotSupportedError
 from pytensor.graph.basic import Variable
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.sharedvar import TensorSharedVariable
 from rich.progress import ProgressColumn
-
-from pymc.exceptions import SourceDataError, StreamingNotSupportedError
 
 __all__ = [
     "DataFeed",
@@ -99,7 +98,7 @@ class DataFeed(ABC):
         """Rows of the dataset the batches are drawn from, if known (a likelihood's total_size)."""
         return None
 
-    def start(self, *, restart: bool, random_seed: int | None) -> None:  # noqa: B027
+    def start(self, *, restart: bool, random_seed: int | None) -> None:
         """Prepare to feed a loop.
 
         Parameters
@@ -116,7 +115,7 @@ class DataFeed(ABC):
     def before_step(self) -> None:
         """Put the next batch into the variables; raise ``StopIteration`` when there is none."""
 
-    def stop(self) -> None:  # noqa: B027
+    def stop(self) -> None:
         """Release what :meth:`start` took (threads, files): the loop has ended."""
 
     def progress_columns(self) -> tuple[ProgressColumn, ...]:

@@ -13,11 +13,13 @@
 #   limitations under the License.
 """Batching: fixed-size batches over epochs, shuffled in bounded memory, at a restorable position."""
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import cast
 
 import numpy as np
 
 from pymc.exceptions import SourceDataError
+
 from pymc.streaming.sources import BlockSource, Chunk, Source
 
 __all__ = ["DEFAULT_SHUFFLE_BUFFER", "Batcher", "BatcherState"]
@@ -105,7 +107,8 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         self._deferred: BaseException | None = None
         # Data in memory: windows hold row numbers, and each batch is gathered in one copy.
         self._gather = source.take if source.random_access and source.gathers_rows else None
-        self._open_block: tuple | None = None  # (block, next piece, iterator of its pieces)
+        # The block being read in pieces: (block, next piece, iterator of its pieces).
+        self._open_block: tuple[int, int, Generator[Chunk]] | None = None
 
     @property
     def state(self) -> BatcherState:
@@ -230,7 +233,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
 
     def _random_access_windows(self, epoch: int):
         """Yield ``(rows, read)`` per window; ``read`` fetches the window's blocks on demand."""
-        n = self.source.num_rows
+        n = cast(int, self.source.num_rows)  # random access: always known
         align = self.source.read_alignment
         if self.shuffle_buffer:
             block_rows = _round_up(max(1, self.shuffle_buffer // BLOCKS_PER_WINDOW), align)
@@ -258,16 +261,17 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         block; without shuffling every block is its own window, in storage order. A source that
         ``splits_blocks`` has its larger blocks read in consecutive pieces of a window each.
         """
-        sizes = self.source.block_rows
+        source = cast(BlockSource, self.source)
+        sizes = source.block_rows
         limit = self.shuffle_buffer or SEQUENTIAL_READ_ROWS
         order = np.flatnonzero(sizes)
         if self.shuffle_buffer:
             order = _window_rng(self.seed, epoch, 0).permutation(order)
         group: list[int] = []
         rows = 0
-        for position, index in enumerate(order):
-            index, size = int(index), int(sizes[index])
-            if self.source.splits_blocks and size > limit:
+        for position, block in enumerate(order):
+            index, size = int(block), int(sizes[block])
+            if source.splits_blocks and size > limit:
                 for piece in range(-(-size // limit)):
                     piece_rows = min(limit, size - piece * limit)
                     yield piece_rows, lambda i=index, k=piece: self._read_piece(i, k, limit)
@@ -282,20 +286,21 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
 
     def _read_piece(self, index: int, piece: int, rows: int) -> Chunk:
         """Piece ``piece`` of block ``index``, continuing the block's reader when it is open."""
-        open_index, open_piece, pieces = self._open_block or (None, None, None)
-        if (open_index, open_piece) != (index, piece):
+        source = cast(BlockSource, self.source)
+        if self._open_block is not None and self._open_block[:2] == (index, piece):
+            pieces = self._open_block[2]
+        else:
             self._close_block()  # before opening the next: a reader holds buffers of its own
-            pieces = self.source.iter_block(index, rows)
+            pieces = source.iter_block(index, rows)
             for _ in range(piece):  # only after a restore into the middle of a block
                 next(pieces)
         chunk = next(pieces, None)
         self._open_block = (index, piece + 1, pieces)
-        size = self.source.block_rows[index]
+        size = source.block_rows[index]
         if (piece + 1) * rows >= size:
             self._close_block()
         expected = min(rows, size - piece * rows)
-        self._check_rows(chunk, index, expected, f"piece {piece} of block {index}")
-        return chunk
+        return self._check_rows(chunk, index, expected, f"piece {piece} of block {index}")
 
     def _close_block(self) -> None:
         if self._open_block is not None:
@@ -304,12 +309,13 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
             pieces.close()
 
     def _read_blocks(self, indices: list[int]) -> Chunk:
-        blocks = self.source.read_blocks(indices)
+        source = cast(BlockSource, self.source)
+        blocks = source.read_blocks(indices)
         for index, block in zip(indices, blocks):
-            self._check_rows(block, index, self.source.block_rows[index], f"block {index}")
+            self._check_rows(block, index, source.block_rows[index], f"block {index}")
         return _concat(blocks)
 
-    def _check_rows(self, chunk: Chunk | None, index: int, expected: int, what: str) -> None:
+    def _check_rows(self, chunk: Chunk | None, index: int, expected: int, what: str) -> Chunk:
         rows = 0 if chunk is None else len(chunk[0])
         if rows != expected:
             raise SourceDataError(
@@ -317,6 +323,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
                 f"{expected} when the stream was opened. The data changed while it was being "
                 "streamed."
             )
+        return cast(Chunk, chunk)
 
     def _sequential_windows(self, epoch: int):
         """Yield ``(rows, read)`` per window of consecutive rows (each chunk when not shuffling)."""

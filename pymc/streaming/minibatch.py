@@ -18,12 +18,11 @@ import numbers
 
 import numpy as np
 
-from pytensor.tensor.sharedvar import TensorSharedVariable
-
 from pymc.exceptions import SourceDataError
+
 from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
 from pymc.streaming.sources import as_source
-from pymc.streaming.stream import Stream
+from pymc.streaming.stream import Stream, StreamBuffer
 
 __all__ = ["DEFAULT_PREFETCH", "check_streaming_options", "streaming_minibatch"]
 
@@ -59,7 +58,7 @@ def streaming_minibatch(
     random_seed: int | np.random.Generator | None = None,
     prefetch: int | None = None,
     check_finite: bool = False,
-) -> TensorSharedVariable | list[TensorSharedVariable]:
+) -> StreamBuffer | list[StreamBuffer]:
     """Minibatches streamed from a source, refreshed by ``pm.fit`` before every step.
 
     Reached as ``pm.Minibatch(*sources, batch_size=..., streaming=True, ...)``. Returns one

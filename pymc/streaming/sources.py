@@ -19,8 +19,9 @@ import itertools
 import os
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -140,7 +141,7 @@ class BlockSource(Source):
         """Read several blocks, the batcher's next window; a cluster may compute them at once."""
         return [self.read_block(index) for index in indices]
 
-    def iter_block(self, index: int, rows: int) -> Iterator[Chunk]:
+    def iter_block(self, index: int, rows: int) -> Generator[Chunk]:
         """Block ``index`` in consecutive pieces of ``rows`` rows (the last one shorter)."""
         block = self.read_block(index)
         for start in range(0, len(block[0]), rows):
@@ -305,7 +306,7 @@ class ArraySource(Source):
         self.gathers_rows = not any(isinstance(array, np.memmap) for array in self.arrays)
 
     def chunks(self) -> Iterator[Chunk]:
-        for start in range(0, self.num_rows, self._read_rows):
+        for start in range(0, len(self.arrays[0]), self._read_rows):
             yield self.read(start, start + self._read_rows)
 
     def read(self, start: int, stop: int) -> Chunk:
@@ -385,7 +386,7 @@ class IterableSource(Source):
         return (to_chunk(chunk, f"chunk {i} of {self._describe}") for i, chunk in enumerate(raw))
 
     def chunks(self) -> Iterator[Chunk]:
-        if self._first_pass is not None:
+        if self._first_pass is not None and self._first_chunk is not None:
             rest, self._first_pass = self._first_pass, None
             first, self._first_chunk = self._first_chunk, None
             return self._checked(itertools.chain([first], rest))
@@ -437,9 +438,10 @@ class ZippedSource(Source):
                     f"{[i for i, e in enumerate(ended) if e]} ended after {rows_done} rows while "
                     f"source(s) {[i for i, e in enumerate(ended) if not e]} had more."
                 )
-            take = min(len(chunk[0]) for chunk in pending)
+            current = cast(list[Chunk], pending)  # none ended
+            take = min(len(chunk[0]) for chunk in current)
             out: list[np.ndarray] = []
-            for i, chunk in enumerate(pending):
+            for i, chunk in enumerate(current):
                 out.extend(part[:take] for part in chunk)
                 rest = tuple(part[take:] for part in chunk)
                 pending[i] = rest if len(rest[0]) else None
@@ -453,8 +455,6 @@ class ZippedSource(Source):
 
     def __repr__(self) -> str:
         return f"ZippedSource({', '.join(map(repr, self.sources))})"
-
-
 
 
 _PLUGIN_GROUP = "pymc.streaming.sources"
@@ -593,6 +593,7 @@ def as_source(*objs) -> Source:
     sources = [_single_source(obj, i) for i, obj in enumerate(objs)]
     if len(sources) == 1:
         return sources[0]
-    if all(type(source) is ArraySource for source in sources):
-        return ArraySource([array for source in sources for array in source.arrays])
+    arrays = [source for source in sources if type(source) is ArraySource]
+    if len(arrays) == len(sources):
+        return ArraySource([array for source in arrays for array in source.arrays])
     return ZippedSource(sources)

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import pytensor.tensor as pt
 
+from pymc.exceptions import StreamingError
 from pytensor.graph.basic import Variable
 from rich.progress import ProgressColumn, Task
 from rich.table import Column
 from rich.text import Text
 
 from pymc.data_feed import DataFeed, FedSharedVariable, data_feeds_in
-from pymc.exceptions import StreamingError
 from pymc.streaming.batching import SEQUENTIAL_READ_ROWS, Batcher, BatcherState
 from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import Chunk, Source
@@ -52,6 +52,11 @@ _PYMC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNCHRONOUS_GROUP = 16
 """Batches prepared at once when reading in the main thread (``prefetch=0``): one gather and
 one pass of bookkeeping serve 16 steps, for 16 batches of memory."""
+
+
+def _fresh_seed() -> int:
+    """A seed from the operating system's entropy, for a stream given none."""
+    return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
 
 
 class StreamExhausted(Exception):
@@ -118,7 +123,7 @@ class Stream(DataFeed):
         self.name = name
         self.seed_given = seed is not None
         self._state: BatcherState = {
-            "seed": seed if seed is not None else int(np.random.SeedSequence().entropy),
+            "seed": seed if seed is not None else _fresh_seed(),
             "epoch": 0,
             "offset": 0,
         }
@@ -298,7 +303,7 @@ class Stream(DataFeed):
         if self.seed_given or not self.shuffle_buffer:
             self.restart()
         elif random_seed is None:
-            self.restart(seed=int(np.random.SeedSequence().entropy))  # type: ignore[arg-type]
+            self.restart(seed=_fresh_seed())
         else:
             self.restart(seed=int(random_seed))
 

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from pymc.exceptions import InvalidSourceError, SourceDataError, StreamingError
-from pymc_extras.streaming.optional import import_optional
+
 from pymc.streaming.sources import Chunk, OutputSpec, Source
+from pymc_extras.streaming.optional import import_optional
 
 __all__ = ["HDF5Source", "NpySource", "ZarrSource"]
 

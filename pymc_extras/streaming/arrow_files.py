@@ -15,14 +15,15 @@
 
 import os
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from pymc.exceptions import SourceDataError
-from pymc_extras.streaming.optional import import_optional
+
 from pymc.streaming.sources import BlockSource, Chunk, OutputSpec, Source
+from pymc_extras.streaming.optional import import_optional
 
 __all__ = ["ArrowIPCSource", "CSVSource", "FeatherSource", "ParquetSource"]
 
@@ -383,7 +384,7 @@ class ParquetSource(BlockSource):
                         "numeric data: drop or impute the nulls in the file."
                     )
 
-    def iter_block(self, index: int, rows: int) -> Iterator[Chunk]:
+    def iter_block(self, index: int, rows: int) -> Generator[Chunk]:
         """Row group ``index`` in pieces of ``rows`` rows, decoded a piece at a time.
 
         ``ParquetFile.iter_batches`` with a bounded read buffer decodes the pages of a row group

@@ -16,38 +16,28 @@
 import contextlib
 import numbers
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from pymc.data import MinibatchOp
+from pymc.exceptions import StreamingNotSupportedError
 from pymc.model import Model, modelcontext
-from pymc.model.fgraph import ModelObservedRV, fgraph_from_model, model_from_fgraph
 from pymc.pytensorf import compile, join_nonshared_inputs
-from pymc.variational.minibatch_rv import MinibatchRandomVariable
 from pytensor.graph.basic import Variable
-from pytensor.graph.fg import FunctionGraph
-from pytensor.graph.replace import clone_replace, vectorize_graph
+from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.math import variadic_add
 
-from pymc.exceptions import StreamingNotSupportedError
-from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
-from pymc.streaming.sources import ArraySource, Source, ZippedSource
-from pymc.streaming.stream import StreamBuffer
+from pymc.streaming.sources import Source, ZippedSource
+from pymc_extras.streaming.passes import MinibatchedData, data_chunks, full_data_model
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "FullDataLogp", "PassResult", "reads_minibatched_data"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "FullDataLogp", "PassResult"]
 
 DEFAULT_CHUNK_SIZE = 65_536
 """Rows per compiled call for one point: 65,536 rows of a linear model with 10 features are
 5 MB of data and 0.5 MB per intermediate vector."""
-
-READ_AHEAD = 2
-"""Chunks a background thread reads ahead during a pass over a source that is not an array in
-memory (files, iterables), so that reading overlaps evaluation. Memory: two chunks."""
 
 
 @dataclass(frozen=True)
@@ -78,90 +68,6 @@ class _DataBlock:
     fn: object = None
 
 
-class _Minibatched:
-    """Data that the model reads through minibatches: one stream, or one ``pm.Minibatch`` call.
-
-    In the full-data model, each output of its source is a placeholder: an input of any number
-    of rows, fed chunk by chunk. ``full`` holds the full data of an in-memory ``pm.Minibatch``
-    (its inputs), and is None for a stream.
-    """
-
-    def __init__(self, key, variables: Sequence[Variable], full: Sequence[Variable] | None):
-        self.key = key
-        self.placeholders = [
-            pt.TensorType(var.dtype, shape=(None,) * var.ndim)(name=f"{var.name or 'data'}.chunk")
-            for var in variables
-        ]
-        self._full = full
-
-    def source(self) -> Source:
-        if self._full is None:  # a stream
-            stream = self.key
-            if not stream.source.restartable:
-                raise StreamingNotSupportedError(
-                    f"Stream {stream.name!r} reads a one-shot iterator ({stream.source!r}), "
-                    "which cannot be read again, and a full-data evaluation passes over the "
-                    "data many times (Pathfinder: once per L-BFGS evaluation). Pass a list, a "
-                    "re-iterable, a zero-argument function returning a fresh iterator, or arrays."
-                )
-            return stream.source
-        # Upstream's in-memory pm.Minibatch: its inputs hold the full data.
-        return ArraySource([np.asarray(var.eval()) for var in self._full])
-
-
-def _minibatched(graphs: Sequence[Variable]) -> dict[Variable, tuple[_Minibatched, int]]:
-    """The streamed or minibatched data variables in ``graphs``: what they read, which output."""
-    groups: dict[object, _Minibatched] = {}
-    found: dict[Variable, tuple[_Minibatched, int]] = {}
-    for var in ancestors(list(graphs)):
-        if isinstance(var, StreamBuffer):
-            stream = var.stream
-            if id(stream) not in groups:
-                groups[id(stream)] = _Minibatched(stream, stream.buffers, None)
-            found[var] = (groups[id(stream)], var.output)
-        elif var.owner is not None and isinstance(var.owner.op, MinibatchOp):
-            node = var.owner  # its last input and output are the random generator
-            if node not in groups:
-                groups[node] = _Minibatched(node, node.outputs[:-1], node.inputs[:-1])
-            found[var] = (groups[node], node.outputs.index(var))
-    return found
-
-
-def _full_data_model(model: Model) -> tuple[Model, dict[Variable, _Minibatched]]:
-    """Copy ``model``, its minibatched data made inputs of any number of rows, observed unscaled.
-
-    Returns the copy and those inputs, each with the data it stands for.
-    """
-    # Initial values do not change the log density, and fgraph_from_model refuses them.
-    initial_values = dict(model.rvs_to_initial_values)
-    model.rvs_to_initial_values.update(dict.fromkeys(initial_values))
-    try:
-        fgraph, _ = fgraph_from_model(model)
-    finally:
-        model.rvs_to_initial_values.update(initial_values)
-    found = _minibatched(fgraph.outputs)
-    if not found:
-        raise StreamingNotSupportedError(
-            "The model reads no pm.Minibatch (streaming or in memory), so it has no data to "
-            "pass over. Use its own logp (model.compile_logp) instead."
-        )
-    for node in fgraph.toposort():
-        rv = node.inputs[0] if isinstance(node.op, ModelObservedRV) else None
-        if rv is not None and isinstance(rv.owner.op, MinibatchRandomVariable):
-            if _minibatched(node.inputs[:2]):  # observes minibatched data: drop total_size
-                fgraph.replace(rv, rv.owner.inputs[0], import_missing=True)
-    replace = {var: member.placeholders[i] for var, (member, i) in found.items()}
-    # Rebuilt non-strictly, so that no static shape of a batch survives (as
-    # pymc.model.transform.remove_minibatched_nodes does), keeping coords and dims.
-    outputs = clone_replace(fgraph.outputs, replace, rebuild_strict=False)
-    new_fgraph = FunctionGraph(outputs=outputs, clone=False)
-    new_fgraph._coords = fgraph._coords  # type: ignore[attr-defined]
-    new_fgraph._dim_lengths = fgraph._dim_lengths  # type: ignore[attr-defined]
-    full_model = model_from_fgraph(new_fgraph, mutate_fgraph=True)
-    members = {id(member): member for member, _ in found.values()}.values()
-    return full_model, {p: member for member in members for p in member.placeholders}
-
-
 def _logp_terms(model: Model, data, *, jacobian: bool) -> tuple[list[Variable], list[bool]]:
     """The summed logp term of each variable and potential, and whether it reads the data."""
     variables = model.free_RVs + model.observed_RVs + model.potentials
@@ -175,12 +81,6 @@ def _logp_terms(model: Model, data, *, jacobian: bool) -> tuple[list[Variable], 
                 "read a pm.Minibatch; give prior parameters as constants or pm.Data."
             )
     return terms, reads
-
-
-def reads_minibatched_data(model: Model | None = None) -> bool:
-    """Whether ``model``'s log density reads a streaming or in-memory ``pm.Minibatch``."""
-    model = modelcontext(model)
-    return bool(_minibatched(model.observed_RVs + model.potentials))
 
 
 def _check_chunk_size(chunk_size) -> int:
@@ -275,7 +175,7 @@ class FullDataLogp:
         self.passes = 0
         self.rows_read = 0
 
-        full_model, data = _full_data_model(model)
+        full_model, data = full_data_model(model)
         terms, reads = _logp_terms(full_model, data, jacobian=jacobian)
         by_name = {var.name: var for var in full_model.value_vars}
         value_vars = [by_name[var.name] for var in model.value_vars]  # upstream's order
@@ -302,9 +202,9 @@ class FullDataLogp:
 
     # --- building -------------------------------------------------------------------------
     @staticmethod
-    def _group(data, terms, reads) -> list[tuple[list[_Minibatched], list[Variable]]]:
+    def _group(data, terms, reads) -> list[tuple[list[MinibatchedData], list[Variable]]]:
         """Blocks of data terms: terms reading the same minibatched data are summed together."""
-        blocks: list[tuple[list[_Minibatched], list[Variable]]] = []
+        blocks: list[tuple[list[MinibatchedData], list[Variable]]] = []
         for term, term_reads in zip(terms, reads):
             if not term_reads:
                 continue
@@ -356,28 +256,6 @@ class FullDataLogp:
         """The source of each block of data terms (one for most models)."""
         return [block.source for block in self._blocks]
 
-    def _chunks(self, block: _DataBlock) -> Iterator[tuple[np.ndarray, ...]]:
-        """One pass over a block's source, read ahead by a thread unless it is in memory."""
-        dtypes = [p.dtype for p in block.placeholders]
-        source = block.source
-        in_memory = isinstance(source, ArraySource) and source.gathers_rows
-        if in_memory:
-            chunks = source.chunks()
-            for chunk in chunks:
-                yield tuple(np.asarray(a, dtype=d) for a, d in zip(chunk, dtypes))
-            return
-        reader = Prefetcher(source.chunks(), depth=READ_AHEAD, name="pymc-full-data-pass")
-        try:
-            while True:
-                item = reader.get()
-                if isinstance(item, Exhausted):
-                    return
-                if isinstance(item, Failed):
-                    raise item.error
-                yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
-        finally:
-            reader.stop()
-
     def evaluate(
         self,
         grad_points: np.ndarray | None = None,
@@ -412,7 +290,7 @@ class FullDataLogp:
         self.passes += 1
         for block in self._blocks:
             # Closed at once if evaluating fails, so that no reader thread outlives the pass.
-            with contextlib.closing(self._chunks(block)) as chunks:
+            with contextlib.closing(data_chunks(block.source, block.placeholders)) as chunks:
                 for chunk in chunks:
                     rows = len(chunk[0])
                     self.rows_read += rows

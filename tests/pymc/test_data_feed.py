@@ -21,12 +21,12 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 
+from pymc.exceptions import SourceDataError, StreamingError, StreamingNotSupportedError
 from rich.progress import TextColumn
 
 import pymc as pm
 
 from pymc.data_feed import DataFeed, FedSharedVariable, feeding_data
-from pymc.exceptions import SourceDataError, StreamingError, StreamingNotSupportedError
 
 N = 300
 RNG = np.random.default_rng(0)
@@ -163,7 +163,7 @@ def test_observations_and_covariates_from_separate_streams_are_refused():
         X_mb = pm.Minibatch(X, batch_size=30, streaming=True)
         y_mb = pm.Minibatch(Y, batch_size=30, streaming=True)
         beta = pm.Normal("beta", 0, 1, shape=2)
-        with pytest.raises(SourceDataError, match="2 separate data feeds .* one pm.Minibatch"):
+        with pytest.raises(SourceDataError, match=r"2 separate data feeds .* one pm.Minibatch"):
             pm.Normal("y", X_mb @ beta, 1, observed=y_mb)
 
 

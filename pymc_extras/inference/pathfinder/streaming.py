@@ -47,7 +47,8 @@ from pymc_extras.inference.pathfinder.results import (
 )
 
 from pymc import Model
-from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp, reads_minibatched_data
+from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp
+from pymc_extras.streaming.passes import reads_minibatched_data
 
 __all__ = ["FullDataPaths", "SharedPasses", "full_data_paths"]
 

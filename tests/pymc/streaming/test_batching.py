@@ -19,9 +19,9 @@ import pytest
 from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pymc.exceptions import SourceDataError
 
 from pymc.streaming.batching import Batcher
-from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import BlockSource, as_source, to_chunk
 
 

@@ -21,7 +21,6 @@ from pymc.variational.minibatch_rv import MinibatchRandomVariable
 import pymc as pm
 
 from pymc.data_feed import feeding_data
-
 from pymc.streaming import InvalidSourceError, SourceDataError, StreamBuffer, get_stream
 
 N = 200
@@ -108,7 +107,9 @@ def test_unknown_row_count_without_total_size_is_an_error():
 def test_total_size_disagreeing_with_the_stream_is_an_error():
     with pm.Model():
         X_mb, y_mb = pm.Minibatch(X, Y, batch_size=10, streaming=True)
-        with pytest.raises(SourceDataError, match="total_size=1000, but its data feed .* has 200 rows"):
+        with pytest.raises(
+            SourceDataError, match=r"total_size=1000, but its data feed .* has 200 rows"
+        ):
             pm.Normal("y", X_mb.sum(axis=1), 1, observed=y_mb, total_size=1000)
     with pytest.raises(SourceDataError, match="total_size=1000 but the source has 200 rows"):
         pm.Minibatch(X, batch_size=10, streaming=True, total_size=1000)

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 import pymc as pm
 
 from pymc.data_feed import feeding_data
-
 from pymc.streaming import get_stream
 
 N = 500

@@ -25,14 +25,14 @@ import pytest
 from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymc.exceptions import InvalidSourceError, SourceDataError
 
 import pymc as pm
 
 from pymc.streaming import get_stream
-from pymc_extras.streaming.array_files import HDF5Source, NpySource, ZarrSource
 from pymc.streaming.batching import Batcher
-from pymc.exceptions import InvalidSourceError, SourceDataError
 from pymc.streaming.sources import ArraySource
+from pymc_extras.streaming.array_files import HDF5Source, NpySource, ZarrSource
 
 h5py = pytest.importorskip("h5py")
 zarr = pytest.importorskip("zarr")

@@ -27,14 +27,19 @@ import pytest
 from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pymc.exceptions import SourceDataError
 
 import pymc as pm
 
-from pymc_extras.streaming import optional
-from pymc_extras.streaming.arrow_files import ArrowIPCSource, CSVSource, FeatherSource, ParquetSource
 from pymc.streaming.batching import Batcher
-from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import ArraySource, as_source
+from pymc_extras.streaming import optional
+from pymc_extras.streaming.arrow_files import (
+    ArrowIPCSource,
+    CSVSource,
+    FeatherSource,
+    ParquetSource,
+)
 
 
 def table(n, start=0):
@@ -299,7 +304,8 @@ def test_missing_pyarrow_names_the_package_and_extra(monkeypatch, tmp_path):
 
     monkeypatch.setattr(optional.importlib, "import_module", unavailable)
     with pytest.raises(
-        ModuleNotFoundError, match=r"ParquetSource needs the package 'pyarrow'.*pymc-extras\[parquet\]"
+        ModuleNotFoundError,
+        match=r"ParquetSource needs the package 'pyarrow'.*pymc-extras\[parquet\]",
     ):
         ParquetSource(tmp_path)
 

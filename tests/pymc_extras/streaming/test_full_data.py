@@ -27,7 +27,8 @@ from pymc.pytensorf import compile, join_nonshared_inputs
 import pymc as pm
 
 from pymc.streaming import SourceDataError, StreamingNotSupportedError
-from pymc_extras.streaming.full_data import FullDataLogp, reads_minibatched_data
+from pymc_extras.streaming.full_data import FullDataLogp
+from pymc_extras.streaming.passes import reads_minibatched_data
 
 N = 1_200
 GROUPS = 50

@@ -22,12 +22,12 @@ import pytest
 from full_data_models import Chunked, families, linear, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymc.exceptions import StreamingNotSupportedError
 from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
 
 import pymc as pm
 import pymc_extras as pmx
 
-from pymc.exceptions import StreamingNotSupportedError
 from pymc_extras.inference.pathfinder.streaming import full_data_paths
 
 N = 2_000

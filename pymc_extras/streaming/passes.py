@@ -1,0 +1,161 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Full-data models: a minibatched model's data as inputs of any length, read in chunks."""
+
+from collections.abc import Generator, Sequence
+
+import numpy as np
+import pytensor.tensor as pt
+
+from pymc.data import MinibatchOp
+from pymc.exceptions import StreamingNotSupportedError
+from pymc.model import Model, modelcontext
+from pymc.model.fgraph import ModelObservedRV, fgraph_from_model, model_from_fgraph
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
+from pytensor.graph.basic import Variable
+from pytensor.graph.fg import FunctionGraph
+from pytensor.graph.replace import clone_replace
+from pytensor.graph.traversal import ancestors
+
+from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
+from pymc.streaming.sources import ArraySource, Chunk, Source
+from pymc.streaming.stream import StreamBuffer
+
+__all__ = [
+    "READ_AHEAD",
+    "MinibatchedData",
+    "data_chunks",
+    "full_data_model",
+    "minibatched_data",
+    "reads_minibatched_data",
+]
+
+READ_AHEAD = 2
+"""Chunks a background thread reads ahead during a pass over a source that is not an array in
+memory (files, iterables), so that reading overlaps evaluation. Memory: two chunks."""
+
+
+class MinibatchedData:
+    """Data that the model reads through minibatches: one stream, or one ``pm.Minibatch`` call.
+
+    In the full-data model, each output of its source is a placeholder: an input of any number
+    of rows, fed chunk by chunk. ``full`` holds the full data of an in-memory ``pm.Minibatch``
+    (its inputs), and is None for a stream.
+    """
+
+    def __init__(self, key, variables: Sequence[Variable], full: Sequence[Variable] | None):
+        self.key = key
+        self.placeholders = [
+            pt.TensorType(var.dtype, shape=(None,) * var.ndim)(name=f"{var.name or 'data'}.chunk")
+            for var in variables
+        ]
+        self._full = full
+
+    def source(self) -> Source:
+        if self._full is None:  # a stream
+            stream = self.key
+            if not stream.source.restartable:
+                raise StreamingNotSupportedError(
+                    f"Stream {stream.name!r} reads a one-shot iterator ({stream.source!r}), "
+                    "which cannot be read again, and a full-data evaluation passes over the "
+                    "data many times (Pathfinder: once per L-BFGS evaluation). Pass a list, a "
+                    "re-iterable, a zero-argument function returning a fresh iterator, or arrays."
+                )
+            return stream.source
+        # Upstream's in-memory pm.Minibatch: its inputs hold the full data.
+        return ArraySource([np.asarray(var.eval()) for var in self._full])
+
+
+def minibatched_data(graphs: Sequence[Variable]) -> dict[Variable, tuple[MinibatchedData, int]]:
+    """The streamed or minibatched data variables in ``graphs``: what they read, which output."""
+    groups: dict[object, MinibatchedData] = {}
+    found: dict[Variable, tuple[MinibatchedData, int]] = {}
+    for var in ancestors(list(graphs)):
+        if isinstance(var, StreamBuffer):
+            stream = var.stream
+            if id(stream) not in groups:
+                groups[id(stream)] = MinibatchedData(stream, stream.buffers, None)
+            found[var] = (groups[id(stream)], var.output)
+        elif var.owner is not None and isinstance(var.owner.op, MinibatchOp):
+            node = var.owner  # its last input and output are the random generator
+            if node not in groups:
+                groups[node] = MinibatchedData(node, node.outputs[:-1], node.inputs[:-1])
+            found[var] = (groups[node], node.outputs.index(var))
+    return found
+
+
+def full_data_model(model: Model) -> tuple[Model, dict[Variable, MinibatchedData]]:
+    """Copy ``model``, its minibatched data made inputs of any number of rows, observed unscaled.
+
+    Returns the copy and those inputs, each with the data it stands for.
+    """
+    # Initial values do not change the log density, and fgraph_from_model refuses them.
+    initial_values = dict(model.rvs_to_initial_values)
+    model.rvs_to_initial_values.update(dict.fromkeys(initial_values))
+    try:
+        fgraph, _ = fgraph_from_model(model)
+    finally:
+        model.rvs_to_initial_values.update(initial_values)
+    found = minibatched_data(fgraph.outputs)
+    if not found:
+        raise StreamingNotSupportedError(
+            "The model reads no pm.Minibatch (streaming or in memory), so it has no data to "
+            "pass over. Use its own logp (model.compile_logp) instead."
+        )
+    for node in fgraph.toposort():
+        rv = node.inputs[0] if isinstance(node.op, ModelObservedRV) else None
+        if rv is not None and isinstance(rv.owner.op, MinibatchRandomVariable):
+            if minibatched_data(node.inputs[:2]):  # observes minibatched data: drop total_size
+                fgraph.replace(rv, rv.owner.inputs[0], import_missing=True)
+    replace = {var: member.placeholders[i] for var, (member, i) in found.items()}
+    # Rebuilt non-strictly, so that no static shape of a batch survives (as
+    # pymc.model.transform.remove_minibatched_nodes does), keeping coords and dims.
+    outputs = clone_replace(fgraph.outputs, replace, rebuild_strict=False)
+    new_fgraph = FunctionGraph(outputs=outputs, clone=False)
+    new_fgraph._coords = fgraph._coords  # type: ignore[attr-defined]
+    new_fgraph._dim_lengths = fgraph._dim_lengths  # type: ignore[attr-defined]
+    full_model = model_from_fgraph(new_fgraph, mutate_fgraph=True)
+    members = {id(member): member for member, _ in found.values()}.values()
+    return full_model, {p: member for member in members for p in member.placeholders}
+
+
+def reads_minibatched_data(model: Model | None = None) -> bool:
+    """Whether ``model``'s log density reads a streaming or in-memory ``pm.Minibatch``."""
+    model = modelcontext(model)
+    return bool(minibatched_data(model.observed_RVs + model.potentials))
+
+
+def data_chunks(source: Source, placeholders: Sequence[Variable]) -> Generator[Chunk]:
+    """One pass over ``source`` in chunks cast to the placeholders' dtypes.
+
+    A source that is not an array in memory is read ``READ_AHEAD`` chunks ahead by a background
+    thread, which stops when the generator is closed: close it (``contextlib.closing``) so that
+    no thread outlives a pass that fails.
+    """
+    dtypes = [p.dtype for p in placeholders]
+    if isinstance(source, ArraySource) and source.gathers_rows:
+        for chunk in source.chunks():
+            yield tuple(np.asarray(a, dtype=d) for a, d in zip(chunk, dtypes))
+        return
+    reader = Prefetcher(source.chunks(), depth=READ_AHEAD, name="pymc-full-data-pass")
+    try:
+        while True:
+            item = reader.get()
+            if isinstance(item, Exhausted):
+                return
+            if isinstance(item, Failed):
+                raise item.error
+            yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
+    finally:
+        reader.stop()
