@@ -38,6 +38,8 @@ import pytensor
 
 import pymc as pm
 
+from pymc_extras.streaming import ParquetSource
+
 # The data generator is shared with the benchmarks.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from datasets import FEATURES, regression_parquet
@@ -82,7 +84,7 @@ def main() -> None:
     truth = write_data(path, args.rows)
     in_memory_bytes = args.rows * (FEATURES + 1) * 8
 
-    source = pm.streaming.ParquetSource(path, columns=[[f"x{j}" for j in range(FEATURES)], "y"])
+    source = ParquetSource(path, columns=[[f"x{j}" for j in range(FEATURES)], "y"])
     print(
         f"\nData: {source.num_rows:,} rows x {FEATURES} features, {path}\n"
         f"      {_mb(path.stat().st_size)} on disk, {_mb(in_memory_bytes)} as numpy arrays"
