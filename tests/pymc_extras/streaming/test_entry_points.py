@@ -14,6 +14,7 @@
 """pymc-extras' entry points on a streaming model: native, full-data, or a refusal; never a batch."""
 
 import importlib.util
+import threading
 
 import numpy as np
 import pytest
@@ -74,6 +75,72 @@ def test_trainer_reads_a_fresh_batch_every_step():
     with model:
         state = Trainer(random_seed=1).fit(50, random_seed=2)
     assert stream.steps == 50 and len(state.loss_history) == 50
+
+
+def reader_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("pymc-stream")]
+
+
+def test_trainer_streams_are_seeded_and_continue_across_fits():
+    def run():
+        model = streaming_model(prefetch=4)  # no seed of its own: taken from the fit's
+        stream = pm.streaming.streams_in(model.observed_RVs)[0]
+        with model:
+            trainer = Trainer(random_seed=1)
+            first = trainer.fit(30, random_seed=2)
+            position = stream.get_state()
+            trainer.fit(10)  # continues the stream
+        return first.params, position, stream.get_state()
+
+    (params_a, at_a, end_a), (params_b, at_b, end_b) = run(), run()
+    assert at_a == at_b and end_a == end_b
+    rows_read = end_a["epoch"] * N + end_a["offset"]
+    assert rows_read == 40 * 20  # the second fit continued: 30 + 10 batches of 20 rows
+    for name in params_a:
+        np.testing.assert_array_equal(params_a[name], params_b[name])
+    assert not reader_threads()
+
+
+class CorruptChunk(Exception):
+    pass
+
+
+def test_trainer_surfaces_source_errors_and_leaves_no_thread():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(N, 2)), rng.normal(size=N)
+
+    def chunks():
+        for start in range(0, N, 50):
+            if start == 200:
+                raise CorruptChunk(f"rows {start}-{start + 50} are corrupt")
+            yield X[start : start + 50], y[start : start + 50]
+
+    with pm.Model():
+        X_mb, y_mb = pm.Minibatch(chunks, batch_size=20, streaming=True, total_size=N)
+        beta = pm.Normal("beta", 0, 1, shape=2)
+        pm.Normal("y", X_mb @ beta, 1, observed=y_mb)
+        with pytest.raises(CorruptChunk, match="rows 200-250 are corrupt"):
+            Trainer(random_seed=1).fit(100, random_seed=1)
+    assert not reader_threads()
+
+
+def test_trainer_keyboard_interrupt_keeps_what_was_fitted():
+    model = streaming_model(prefetch=4)
+    stream = pm.streaming.streams_in(model.observed_RVs)[0]
+    batches = 0
+    real_before_step = stream.before_step
+
+    def interrupt_after_five():
+        nonlocal batches
+        batches += 1
+        if batches == 6:
+            raise KeyboardInterrupt
+        real_before_step()
+
+    stream.before_step = interrupt_after_five
+    with model:
+        state = Trainer(random_seed=1).fit(100, random_seed=1)
+    assert len(state.loss_history) == 5 and not reader_threads()
 
 
 def test_fit_advi_agrees_with_pm_fit_on_a_stream():
