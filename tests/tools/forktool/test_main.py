@@ -15,41 +15,7 @@
 
 import subprocess
 
-import pytest
-
 from forktool.__main__ import main
-from forktool.layout import Layout
-from forktool.sdist import sha256_of
-from forktool.worktree import assemble
-
-EXTRAS_FILES = {
-    "pyproject.toml": b'[project]\nname = "pymc-extras"\n',
-    "pymc_extras/__init__.py": b"VERSION = '0.1'\n" + b"# padding\n" * 60,
-}
-
-
-@pytest.fixture
-def repo(tmp_path, fake_files, make_sdist):
-    """A git repository pinning fake pymc and pymc-extras sdists, assembled."""
-    sdists = {
-        "pymc": (tmp_path / ".fork/downloads/pymc-1.0.tar.gz", fake_files, "pymc-1.0"),
-        "pymc-extras": (
-            tmp_path / ".fork/downloads/pymc_extras-0.1.tar.gz",
-            EXTRAS_FILES,
-            "pymc_extras-0.1",
-        ),
-    }
-    pins = []
-    for name, (path, files, top) in sdists.items():
-        make_sdist(path, files, top=top)
-        version = top.rpartition("-")[2]
-        pins.append(f'[{name}]\nversion = "{version}"\nsha256 = "{sha256_of(path)}"\n')
-    (tmp_path / "upstream.toml").write_text("\n".join(pins))
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    layout = Layout(tmp_path)
-    for dist in layout.distributions():
-        assemble(dist)
-    return layout
 
 
 def _git_add(layout, *paths):
@@ -74,10 +40,10 @@ def test_check_fails_on_an_unrecorded_edit_until_refresh(repo, capsys):
     assert main(["--root", str(repo.root), "check"]) == 0
 
 
-def test_check_fails_on_a_committed_copy_of_an_upstream_file(repo, capsys):
+def test_check_fails_on_a_committed_copy_of_an_upstream_file(repo, extras_files, capsys):
     copy = repo.root / "tests/vendored_init.py"
-    copy.parent.mkdir()
-    copy.write_bytes(EXTRAS_FILES["pymc_extras/__init__.py"])
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(extras_files["pymc_extras/__init__.py"])
     _git_add(repo, "tests/vendored_init.py")
 
     assert main(["--root", str(repo.root), "check"]) == 1
