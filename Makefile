@@ -9,7 +9,7 @@ ARGS ?=
 # Restrict `make test` to suites: ours, pymc, pymc-extras (space separated).
 SUITES ?=
 
-.PHONY: build test demo demo-compare check refresh wheels lint clean
+.PHONY: build test demo demo-compare check gates refresh wheels lint clean
 
 build:
 	$(FORK) build
@@ -27,6 +27,11 @@ demo-compare: build
 
 check:
 	$(FORK) check
+
+# Upstream's ruff (each project's config) and mypy (PyMC's config) on the pristine sdists and on
+# the assembled fork; fails on any finding the fork adds. mypy's cache lives in .fork/cache/.
+gates:
+	$(FORK) gates
 
 refresh:
 	$(FORK) refresh

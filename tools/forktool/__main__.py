@@ -11,7 +11,7 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Command line of the fork tool: ``python -m forktool {build,refresh,check,wheels,test}``."""
+"""Command line of the fork tool: ``python -m forktool {build,refresh,check,gates,wheels,test}``."""
 
 import argparse
 import sys
@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from forktool import ForkError
-from forktool.environment import ensure_venv, find_python, install
+from forktool.environment import ensure_venv, find_python, install, install_group
+from forktool.gates import print_report, run_gates, tool_versions
 from forktool.layout import Layout
 from forktool.repository import committed_copies
 from forktool.sdist import ensure_sdist
@@ -66,6 +67,19 @@ def check(layout: Layout) -> int:
     return 0
 
 
+def gates(layout: Layout) -> int:
+    """Upstream's ruff and mypy on pristine and fork trees; fail on findings the fork adds."""
+    build(layout)
+    if install_group(layout, "lint"):
+        _say("installed the lint dependency group (ruff, mypy) into .venv")
+    started = time.monotonic()
+    dists = layout.distributions()
+    _say(f"gates: {tool_versions(layout)}; pristine = the sdists as released, fork = .fork/src/")
+    code = print_report(run_gates(layout, dists), dists)
+    _say(f"gates ran in {time.monotonic() - started:.0f} s")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="forktool", description=__doc__)
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
@@ -73,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     verbs.add_parser("build", help="download, verify, assemble and install into .venv")
     verbs.add_parser("refresh", help="regenerate patches/ from edits in the work trees")
     verbs.add_parser("check", help="patches apply; no unrecorded edits; no upstream copies")
+    verbs.add_parser(
+        "gates", help="upstream's ruff and mypy: the fork may add no finding to pristine's"
+    )
     wheels = verbs.add_parser("wheels", help="build wheels into dist/ and test-install them")
     wheels.add_argument("--no-verify", action="store_true", help="skip the test install")
     test = verbs.add_parser("test", help="build if needed, then run the test suites")
@@ -95,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             _say("patches/ matches the work trees")
         elif args.verb == "check":
             return check(layout)
+        elif args.verb == "gates":
+            return gates(layout)
         elif args.verb == "wheels":
             build(layout)
             built = build_wheels(layout, layout.distributions())
