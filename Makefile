@@ -39,10 +39,12 @@ refresh:
 wheels:
 	$(FORK) wheels
 
+# ruff with PyMC's configuration over this repository; mypy over the fork tool (Python 3.11+).
 lint: build
 	.venv/bin/python -m pip install --quiet --group lint
 	.venv/bin/python -m ruff check .
 	.venv/bin/python -m ruff format --check .
+	.venv/bin/python -m mypy --python-version 3.11 --cache-dir .fork/cache/mypy/tools tools/forktool
 
 clean:
 	rm -rf .fork/src .fork/reports .venv dist

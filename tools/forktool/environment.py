@@ -53,11 +53,11 @@ def find_python() -> Path:
                 f"{_SUPPORTED[0][1]}-{_SUPPORTED[1][1]}; point it at one or unset it."
             )
         return Path(chosen)
-    candidates = [shutil.which(name) for name in _CANDIDATES]
+    candidates: list[str | Path | None] = [shutil.which(name) for name in _CANDIDATES]
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     candidates += sorted(pyenv_root.glob("versions/3.1[234].*/bin/python3"))
-    for candidate in filter(None, candidates):
-        if _is_supported(candidate):
+    for candidate in candidates:
+        if candidate is not None and _is_supported(candidate):
             return Path(candidate)
     raise ForkError(
         "no Python 3.12-3.14 found (PyMC 6 does not install on 3.11). Install one, e.g. "

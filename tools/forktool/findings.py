@@ -27,7 +27,7 @@ from pathlib import Path
 
 __all__ = ["Finding", "new_findings", "parse_mypy", "parse_ruff_check", "parse_ruff_format_diff"]
 
-# mypy: "pymc/data.py:12: error: Message  [code]"; notes and summaries are not findings.
+# Lines of mypy's output like "pymc/data.py:12: error: Message  [code]"; notes are not findings.
 _MYPY_ERROR = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?:\d+:)? error: (?P<message>.*)$")
 _MYPY_CODE = re.compile(r"^(?P<message>.*?)  \[(?P<code>[a-z0-9-]+)\]$")
 # Messages that quote a line number ("defined on line 12") would move with the code.

@@ -135,7 +135,7 @@ def run_gates(layout: Layout, dists: list[Distribution]) -> list[GateResult]:
     # mypy dominates the time; its runs are independent processes.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         found = list(pool.map(lambda run: _findings(run, layout, mypy_config), runs))
-    results = {}
+    results: dict[tuple[str, str], GateResult] = {}
     for run, findings in zip(runs, found, strict=True):
         result = results.setdefault(
             (run.dist.name, run.gate), GateResult(run.dist.name, run.gate, [], [])

@@ -52,7 +52,7 @@ def _diff_targets(text: str) -> list[str]:
 
 def read_patches(dist: Distribution, pristine: dict[str, bytes]) -> dict[str, Path]:
     """Map each patched upstream path to its patch file, checking each names its own file."""
-    patches = {}
+    patches: dict[str, Path] = {}
     if not dist.patch_dir.exists():
         return patches
     for path in sorted(dist.patch_dir.rglob(f"*{_SUFFIX}")):
