@@ -9,7 +9,7 @@ ARGS ?=
 # Restrict `make test` to suites: ours, pymc, pymc-extras (space separated).
 SUITES ?=
 
-.PHONY: build test demo demo-compare check gates refresh wheels lint clean
+.PHONY: build test demo demo-compare check gates series refresh wheels lint clean
 
 build:
 	$(FORK) build
@@ -25,6 +25,8 @@ demo: build
 demo-compare: build
 	.venv/bin/python demo/streaming_demo.py $(ARGS)
 
+# Patches apply; no unrecorded edits; no copies of upstream files; series.toml covers the fork
+# and each PR applies in order. Fast: no build.
 check:
 	$(FORK) check
 
@@ -32,6 +34,11 @@ check:
 # the assembled fork; fails on any finding the fork adds. mypy's cache lives in .fork/cache/.
 gates:
 	$(FORK) gates
+
+# The fork as upstream PRs (series.toml): per distribution a git repository on the pristine
+# release, one commit per PR, `git format-patch` files and an index, in dist/series/<dist>/.
+series:
+	$(FORK) series
 
 refresh:
 	$(FORK) refresh

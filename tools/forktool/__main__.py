@@ -11,7 +11,7 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Command line of the fork tool: ``python -m forktool {build,refresh,check,gates,wheels,test}``."""
+"""The fork tool's command line: ``python -m forktool {build,refresh,check,gates,series,...}``."""
 
 import argparse
 import sys
@@ -22,9 +22,12 @@ from pathlib import Path
 from forktool import ForkError
 from forktool.environment import ensure_venv, find_python, install, install_group
 from forktool.gates import print_report, run_gates, tool_versions
-from forktool.layout import Layout
+from forktool.layout import Distribution, Layout
 from forktool.repository import committed_copies
 from forktool.sdist import ensure_sdist
+from forktool.series import compose
+from forktool.series_plan import DistributionPlan, load_plan
+from forktool.series_repo import write_series
 from forktool.suites import SUITES, run_suites
 from forktool.wheels import build_wheels, verify_wheels
 from forktool.worktree import assemble, inspect, refresh
@@ -48,22 +51,66 @@ def build(layout: Layout) -> None:
     _say(f"build is up to date ({time.monotonic() - started:.1f} s)")
 
 
-def check(layout: Layout) -> int:
-    """Patches apply to pristine sources; nothing unrecorded; no upstream file committed."""
+def _fetch_sdists(layout: Layout) -> list[Distribution]:
+    """The pinned distributions, their verified sdists downloaded if need be."""
     dists = layout.distributions()
     # Verifying needs the sdists, not the environment: any supported Python can fetch them.
     python = layout.venv_python if layout.venv_python.exists() else find_python()
-    problems = []
     for dist in dists:
         ensure_sdist(dist, python)
+    return dists
+
+
+def _series_problems(
+    layout: Layout, dists: list[Distribution]
+) -> tuple[dict[str, DistributionPlan] | None, list[str]]:
+    """``series.toml`` read, and everything wrong with the series it describes."""
+    try:
+        plans = load_plan(layout.series_plan, dists)
+    except ForkError as err:
+        return None, [str(err)]
+    problems = []
+    for dist in dists:
+        problems += compose(dist, plans[dist.name]).problems
+    return plans, problems
+
+
+def check(layout: Layout) -> int:
+    """Patches apply; nothing unrecorded; no upstream copies; the series holds."""
+    dists = _fetch_sdists(layout)
+    problems = []
+    for dist in dists:
         problems += inspect(dist).messages(dist)
     problems += committed_copies(layout, dists)
+    problems += _series_problems(layout, dists)[1]
     for problem in problems:
         print(f"check: {problem}")
     if problems:
         print(f"check: {len(problems)} problem(s)")
         return 1
-    print("check: patches apply to the pinned sdists; work trees and repository are clean")
+    print(
+        "check: patches apply to the pinned sdists; work trees and repository are clean; "
+        "series.toml covers the fork and every PR applies in order"
+    )
+    return 0
+
+
+def series(layout: Layout) -> int:
+    """Write each distribution's PR series: a git repository, patches and SERIES.md."""
+    dists = _fetch_sdists(layout)
+    plans, problems = _series_problems(layout, dists)
+    for problem in problems:
+        print(f"series: {problem}")
+    if problems or plans is None:
+        print(f"series: {len(problems)} problem(s); nothing written")
+        return 1
+    for dist in dists:
+        composed = compose(dist, plans[dist.name])
+        index = write_series(composed, layout.series_dir / dist.name)
+        _say(
+            f"{dist.name}: {len(composed.prs)} PR(s) on {dist.version} in "
+            f"{index.parent.relative_to(layout.root)}/ (index: SERIES.md)"
+        )
     return 0
 
 
@@ -86,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     verbs = parser.add_subparsers(dest="verb", required=True)
     verbs.add_parser("build", help="download, verify, assemble and install into .venv")
     verbs.add_parser("refresh", help="regenerate patches/ from edits in the work trees")
-    verbs.add_parser("check", help="patches apply; no unrecorded edits; no upstream copies")
+    verbs.add_parser(
+        "check",
+        help="patches apply; no unrecorded edits; no upstream copies; the series holds",
+    )
+    verbs.add_parser("series", help="write the fork as PR series into dist/series/")
     verbs.add_parser(
         "gates", help="upstream's ruff and mypy: the fork may add no finding to pristine's"
     )
@@ -114,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             return check(layout)
         elif args.verb == "gates":
             return gates(layout)
+        elif args.verb == "series":
+            return series(layout)
         elif args.verb == "wheels":
             build(layout)
             built = build_wheels(layout, layout.distributions())

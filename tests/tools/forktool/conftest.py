@@ -107,6 +107,8 @@ def repo(tmp_path, fake_files, make_sdist):
         version = top.rpartition("-")[2]
         pins.append(f'[{name}]\nversion = "{version}"\nsha256 = "{sha256_of(path)}"\n')
     (tmp_path / "upstream.toml").write_text("\n".join(pins))
+    # Nothing of ours yet, so an empty series covers it.
+    (tmp_path / "series.toml").write_text("")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     layout = Layout(tmp_path)
     for dist in layout.distributions():

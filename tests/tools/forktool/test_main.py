@@ -37,6 +37,17 @@ def test_check_fails_on_an_unrecorded_edit_until_refresh(repo, capsys):
 
     assert main(["--root", str(repo.root), "refresh"]) == 0
     assert "added patches/pymc/pymc/core.py.patch" in capsys.readouterr().out
+    # The new patch belongs in the series before check passes.
+    assert main(["--root", str(repo.root), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "patches/pymc/pymc/core.py.patch hunk 1 (@@ -1,2 +1,2 @@) is in no PR" in out
+
+    (repo.root / "docs/series").mkdir(parents=True)
+    (repo.root / "docs/series/answer.md").write_text("The answer is 42.\n")
+    (repo.root / "series.toml").write_text(
+        '[[pymc.pr]]\nid = "answer"\ntitle = "The answer"\n'
+        'description = "docs/series/answer.md"\npatches = ["pymc/core.py"]\n'
+    )
     assert main(["--root", str(repo.root), "check"]) == 0
 
 
@@ -58,3 +69,22 @@ def test_errors_are_reported_without_a_traceback(repo, capsys):
     (repo.root / "upstream.toml").write_text("[pymc]\nversion = '1.0'\n")
     assert main(["--root", str(repo.root), "check"]) == 2
     assert "[pymc] needs both `version` and `sha256`" in capsys.readouterr().err
+
+
+def test_series_refuses_to_write_a_broken_series_and_writes_a_sound_one(repo, capsys):
+    (repo.root / "pymc/streaming").mkdir(parents=True)
+    (repo.root / "pymc/streaming/__init__.py").write_text("STREAMING = True\n")
+    assert main(["--root", str(repo.root), "series"]) == 1
+    out = capsys.readouterr().out
+    assert "series: pymc/streaming/__init__.py is in no PR of series.toml [pymc]" in out
+    assert not (repo.root / "dist/series").exists()
+
+    (repo.root / "streaming.md").write_text("Streaming.\n")
+    (repo.root / "series.toml").write_text(
+        '[[pymc.pr]]\nid = "streaming"\ntitle = "Streaming"\ndescription = "streaming.md"\n'
+        'files = ["pymc/streaming"]\n'
+    )
+    assert main(["--root", str(repo.root), "series"]) == 0
+    assert "pymc: 1 PR(s) on 1.0 in dist/series/pymc/" in capsys.readouterr().out
+    assert (repo.root / "dist/series/pymc/0001-Streaming.patch").exists()
+    assert (repo.root / "dist/series/pymc-extras/SERIES.md").exists()
