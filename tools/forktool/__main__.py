@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from forktool import ForkError
+from forktool.budget import BUDGET, budget_report, measure
 from forktool.environment import ensure_venv, find_python, install, install_group
 from forktool.gates import print_report, run_gates, tool_versions
 from forktool.layout import Distribution, Layout
@@ -76,13 +77,26 @@ def _series_problems(
 
 
 def check(layout: Layout) -> int:
-    """Patches apply; nothing unrecorded; no upstream copies; the series holds."""
+    """Patches apply; nothing unrecorded; no upstream copies; the series and size hold."""
     dists = _fetch_sdists(layout)
     problems = []
     for dist in dists:
         problems += inspect(dist).messages(dist)
     problems += committed_copies(layout, dists)
-    problems += _series_problems(layout, dists)[1]
+    plans, series_problems = _series_problems(layout, dists)
+    problems += series_problems
+    sizes = [
+        size
+        for dist in dists
+        for size in measure(dist, plans[dist.name].fork_only if plans else None)
+    ]
+    lines, within = budget_report(sizes)
+    print("\n".join(lines))
+    if not within:
+        problems.append(
+            f"patches/ change more than {BUDGET} lines that count (see the table above): move "
+            "logic out of upstream files into new modules, or split a PR off the fork."
+        )
     for problem in problems:
         print(f"check: {problem}")
     if problems:
@@ -135,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     verbs.add_parser("refresh", help="regenerate patches/ from edits in the work trees")
     verbs.add_parser(
         "check",
-        help="patches apply; no unrecorded edits; no upstream copies; the series holds",
+        help="patches apply; no unrecorded edits; no upstream copies; series and size hold",
     )
     verbs.add_parser("series", help="write the fork as PR series into dist/series/")
     verbs.add_parser(

@@ -49,6 +49,9 @@ def test_check_fails_on_an_unrecorded_edit_until_refresh(repo, capsys):
         'description = "docs/series/answer.md"\npatches = ["pymc/core.py"]\n'
     )
     assert main(["--root", str(repo.root), "check"]) == 0
+    out = capsys.readouterr().out
+    assert "patches/pymc/pymc/core.py.patch      1     1        2" in out
+    assert "size: 2 changed lines" in out
 
 
 def test_check_fails_on_a_committed_copy_of_an_upstream_file(repo, extras_files, capsys):

@@ -18,6 +18,7 @@ import subprocess
 import pytest
 
 from forktool import ForkError
+from forktool.budget import budget_report, measure
 from forktool.layout import Distribution
 from forktool.patchset import diff_text
 from forktool.sdist import sha256_of
@@ -216,6 +217,19 @@ def test_a_hunk_applied_elsewhere_than_in_its_patch_fails_the_series(tmp_path, m
         "pymc:pymc/x.py: the series (all PRs + fork-only) gives other content than the "
         "assembled work tree; a hunk applied at another place than in its patch?"
     ]
+
+
+def test_the_budget_counts_changed_lines_except_fork_only(dist):
+    sizes = measure(dist, _plan(dist).fork_only)
+    assert [(s.patch, s.added, s.removed, s.counted) for s in sizes] == [
+        ("patches/pymc/pymc/long.py.patch", 3, 1, 4),
+        ("patches/pymc/pyproject.toml.patch", 1, 1, 0),
+    ]
+    lines, within = budget_report(sizes, budget=4)
+    assert within and lines[-1].startswith("size: 4 changed lines (added + removed) in patches/")
+    assert "(fork-only, not counted)" in lines[2]
+    lines, within = budget_report(sizes, budget=3)
+    assert not within and "OVER the budget of 3" in lines[-1]
 
 
 def _git(repo, *args):
