@@ -11,9 +11,12 @@ SUITES ?=
 
 .PHONY: build test demo demo-compare check gates series refresh wheels lint clean
 
+# Create .venv, download and verify the sdists, assemble .fork/src/ (patches, our files and
+# tests linked in), install editable. Under a second when nothing changed.
 build:
 	$(FORK) build
 
+# Build if needed, then the suites ours, pymc and pymc-extras; one summary table at the end.
 test:
 	$(FORK) test $(foreach s,$(SUITES),--suite $(s)) -- $(ARGS)
 
@@ -40,9 +43,11 @@ gates:
 series:
 	$(FORK) series
 
+# Rewrite patches/ from your edits to upstream files in .fork/src/ (explanations kept).
 refresh:
 	$(FORK) refresh
 
+# Wheels of both distributions into dist/, proven to install with plain pip in a fresh venv.
 wheels:
 	$(FORK) wheels
 
@@ -53,5 +58,6 @@ lint: build
 	.venv/bin/python -m ruff format --check .
 	.venv/bin/python -m mypy --python-version 3.11 --cache-dir .fork/cache/mypy/tools tools/forktool
 
+# Remove work trees, reports, .venv and dist/; downloads, pristine trees and caches stay.
 clean:
 	rm -rf .fork/src .fork/reports .venv dist
