@@ -26,7 +26,7 @@ import tomllib
 import xml.etree.ElementTree as ET
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from forktool.layout import Distribution, Layout
 from forktool.overlay import linked_paths
@@ -108,10 +108,17 @@ def suite_arguments(suite: Suite, layout: Layout) -> list[str]:
         ]
         return [*suite.paths, *ignores]
     dist: Distribution = dists[suite.distribution]
-    paths = list(suite.paths) + linked_paths(dist.work_dir, "tests")
+    ours = linked_paths(dist.work_dir, "tests")
     if _collects_doctests(dist.work_dir):
-        paths += linked_paths(dist.work_dir, dist.package)
-    return paths
+        ours += linked_paths(dist.work_dir, dist.package)
+    # A test of ours inside a folder upstream's paths name already runs with that folder.
+    upstream = [PurePosixPath(path) for path in suite.paths]
+    extra = [
+        path
+        for path in ours
+        if not any(PurePosixPath(path).is_relative_to(folder) for folder in upstream)
+    ]
+    return [*suite.paths, *extra]
 
 
 @dataclass

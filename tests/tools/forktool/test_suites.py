@@ -70,6 +70,8 @@ def _overlay_tests(repo):
     _write(repo.root, "tests/pymc/streaming/test_stream.py", "def test_stream():\n    pass\n")
     _write(repo.root, "pymc/streaming/__init__.py", '"""\n>>> 1 + 1\n2\n"""\n')
     _write(repo.root, "tests/pymc_extras/inference/test_refusals.py", "def test_no():\n    pass\n")
+    # In a folder the pymc-extras suite runs anyway (upstream's tests/variational).
+    _write(repo.root, "tests/pymc_extras/variational/test_ours.py", "def test_ours():\n    pass\n")
     _write(repo.root, "pymc_extras/streaming/__init__.py", '"""\n>>> 1 + 1\n2\n"""\n')
     _write(repo.root, "pymc_extras/inference/paths.py", '"""\n>>> 2 * 2\n4\n"""\n')
     _write(repo.root, "tests/test_tool.py", "def test_tool():\n    pass\n")
