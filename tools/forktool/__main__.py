@@ -26,7 +26,7 @@ from forktool.gates import print_report, run_gates, tool_versions
 from forktool.layout import Distribution, Layout
 from forktool.repository import committed_copies
 from forktool.sdist import ensure_sdist
-from forktool.series import compose
+from forktool.series import Series, compose
 from forktool.series_plan import DistributionPlan, load_plan
 from forktool.series_repo import write_series
 from forktool.suites import SUITES, run_suites
@@ -62,18 +62,16 @@ def _fetch_sdists(layout: Layout) -> list[Distribution]:
     return dists
 
 
-def _series_problems(
+def _compose_series(
     layout: Layout, dists: list[Distribution]
-) -> tuple[dict[str, DistributionPlan] | None, list[str]]:
-    """``series.toml`` read, and everything wrong with the series it describes."""
+) -> tuple[dict[str, DistributionPlan] | None, list[Series], list[str]]:
+    """``series.toml`` read, each distribution's series composed, and everything wrong."""
     try:
         plans = load_plan(layout.series_plan, dists)
     except ForkError as err:
-        return None, [str(err)]
-    problems = []
-    for dist in dists:
-        problems += compose(dist, plans[dist.name]).problems
-    return plans, problems
+        return None, [], [str(err)]
+    composed = [compose(dist, plans[dist.name]) for dist in dists]
+    return plans, composed, [problem for series in composed for problem in series.problems]
 
 
 def check(layout: Layout) -> int:
@@ -83,7 +81,7 @@ def check(layout: Layout) -> int:
     for dist in dists:
         problems += inspect(dist).messages(dist)
     problems += committed_copies(layout, dists)
-    plans, series_problems = _series_problems(layout, dists)
+    plans, _, series_problems = _compose_series(layout, dists)
     problems += series_problems
     sizes = [
         size
@@ -111,18 +109,16 @@ def check(layout: Layout) -> int:
 
 def series(layout: Layout) -> int:
     """Write each distribution's PR series: a git repository, patches and SERIES.md."""
-    dists = _fetch_sdists(layout)
-    plans, problems = _series_problems(layout, dists)
+    plans, composed, problems = _compose_series(layout, _fetch_sdists(layout))
     for problem in problems:
         print(f"series: {problem}")
     if problems or plans is None:
         print(f"series: {len(problems)} problem(s); nothing written")
         return 1
-    for dist in dists:
-        composed = compose(dist, plans[dist.name])
-        index = write_series(composed, layout.series_dir / dist.name)
+    for one in composed:
+        index = write_series(one, layout.series_dir / one.dist.name)
         _say(
-            f"{dist.name}: {len(composed.prs)} PR(s) on {dist.version} in "
+            f"{one.dist.name}: {len(one.prs)} PR(s) on {one.dist.version} in "
             f"{index.parent.relative_to(layout.root)}/ (index: SERIES.md)"
         )
     return 0
