@@ -9,11 +9,14 @@ ARGS ?=
 # Restrict `make test` to suites: ours, pymc, pymc-extras (space separated).
 SUITES ?=
 
-.PHONY: build test demo demo-compare check refresh wheels lint clean
+.PHONY: build test demo demo-compare check gates series refresh wheels lint clean
 
+# Create .venv, download and verify the sdists, assemble .fork/src/ (patches, our files and
+# tests linked in), install editable. Under a second when nothing changed.
 build:
 	$(FORK) build
 
+# Build if needed, then the suites ours, pymc and pymc-extras; one summary table at the end.
 test:
 	$(FORK) test $(foreach s,$(SUITES),--suite $(s)) -- $(ARGS)
 
@@ -25,19 +28,36 @@ demo: build
 demo-compare: build
 	.venv/bin/python demo/streaming_demo.py $(ARGS)
 
+# Patches apply; no unrecorded edits; no copies of upstream files; series.toml covers the fork
+# and each PR applies in order; the patches stay within 200 changed lines. Fast: no build.
 check:
 	$(FORK) check
 
+# Upstream's ruff (each project's config) and mypy (PyMC's config) on the pristine sdists and on
+# the assembled fork; fails on any finding the fork adds. mypy's cache lives in .fork/cache/.
+gates:
+	$(FORK) gates
+
+# The fork as upstream PRs (series.toml): per distribution a git repository on the pristine
+# release, one commit per PR, `git format-patch` files and an index, in dist/series/<dist>/.
+series:
+	$(FORK) series
+
+# Rewrite patches/ from your edits to upstream files in .fork/src/ (explanations kept).
 refresh:
 	$(FORK) refresh
 
+# Wheels of both distributions into dist/, proven to install with plain pip in a fresh venv.
 wheels:
 	$(FORK) wheels
 
+# ruff with PyMC's configuration over this repository; mypy over the fork tool (Python 3.11+).
 lint: build
 	.venv/bin/python -m pip install --quiet --group lint
 	.venv/bin/python -m ruff check .
 	.venv/bin/python -m ruff format --check .
+	.venv/bin/python -m mypy --python-version 3.11 --cache-dir .fork/cache/mypy/tools tools/forktool
 
+# Remove work trees, reports, .venv and dist/; downloads, pristine trees and caches stay.
 clean:
 	rm -rf .fork/src .fork/reports .venv dist

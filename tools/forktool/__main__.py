@@ -11,7 +11,7 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Command line of the fork tool: ``python -m forktool {build,refresh,check,wheels,test}``."""
+"""The fork tool's command line: ``python -m forktool {build,refresh,check,gates,series,...}``."""
 
 import argparse
 import sys
@@ -20,10 +20,15 @@ import time
 from pathlib import Path
 
 from forktool import ForkError
-from forktool.environment import ensure_venv, find_python, install
-from forktool.layout import Layout
+from forktool.budget import BUDGET, budget_report, measure
+from forktool.environment import ensure_venv, find_python, install, install_group
+from forktool.gates import print_report, run_gates, tool_versions
+from forktool.layout import Distribution, Layout
 from forktool.repository import committed_copies
 from forktool.sdist import ensure_sdist
+from forktool.series import Series, compose
+from forktool.series_plan import DistributionPlan, load_plan
+from forktool.series_repo import write_series
 from forktool.suites import SUITES, run_suites
 from forktool.wheels import build_wheels, verify_wheels
 from forktool.worktree import assemble, inspect, refresh
@@ -47,23 +52,89 @@ def build(layout: Layout) -> None:
     _say(f"build is up to date ({time.monotonic() - started:.1f} s)")
 
 
-def check(layout: Layout) -> int:
-    """Patches apply to pristine sources; nothing unrecorded; no upstream file committed."""
+def _fetch_sdists(layout: Layout) -> list[Distribution]:
+    """The pinned distributions, their verified sdists downloaded if need be."""
     dists = layout.distributions()
     # Verifying needs the sdists, not the environment: any supported Python can fetch them.
     python = layout.venv_python if layout.venv_python.exists() else find_python()
-    problems = []
     for dist in dists:
         ensure_sdist(dist, python)
+    return dists
+
+
+def _compose_series(
+    layout: Layout, dists: list[Distribution]
+) -> tuple[dict[str, DistributionPlan] | None, list[Series], list[str]]:
+    """``series.toml`` read, each distribution's series composed, and everything wrong."""
+    try:
+        plans = load_plan(layout.series_plan, dists)
+    except ForkError as err:
+        return None, [], [str(err)]
+    composed = [compose(dist, plans[dist.name]) for dist in dists]
+    return plans, composed, [problem for series in composed for problem in series.problems]
+
+
+def check(layout: Layout) -> int:
+    """Patches apply; nothing unrecorded; no upstream copies; the series and size hold."""
+    dists = _fetch_sdists(layout)
+    problems = []
+    for dist in dists:
         problems += inspect(dist).messages(dist)
     problems += committed_copies(layout, dists)
+    plans, _, series_problems = _compose_series(layout, dists)
+    problems += series_problems
+    sizes = [
+        size
+        for dist in dists
+        for size in measure(dist, plans[dist.name].fork_only if plans else None)
+    ]
+    lines, within = budget_report(sizes)
+    print("\n".join(lines))
+    if not within:
+        problems.append(
+            f"patches/ change more than {BUDGET} lines that count (see the table above): move "
+            "logic out of upstream files into new modules, or split a PR off the fork."
+        )
     for problem in problems:
         print(f"check: {problem}")
     if problems:
         print(f"check: {len(problems)} problem(s)")
         return 1
-    print("check: patches apply to the pinned sdists; work trees and repository are clean")
+    print(
+        "check: patches apply to the pinned sdists; work trees and repository are clean; "
+        "series.toml covers the fork and every PR applies in order"
+    )
     return 0
+
+
+def series(layout: Layout) -> int:
+    """Write each distribution's PR series: a git repository, patches and SERIES.md."""
+    plans, composed, problems = _compose_series(layout, _fetch_sdists(layout))
+    for problem in problems:
+        print(f"series: {problem}")
+    if problems or plans is None:
+        print(f"series: {len(problems)} problem(s); nothing written")
+        return 1
+    for one in composed:
+        index = write_series(one, layout.series_dir / one.dist.name)
+        _say(
+            f"{one.dist.name}: {len(one.prs)} PR(s) on {one.dist.version} in "
+            f"{index.parent.relative_to(layout.root)}/ (index: SERIES.md)"
+        )
+    return 0
+
+
+def gates(layout: Layout) -> int:
+    """Upstream's ruff and mypy on pristine and fork trees; fail on findings the fork adds."""
+    build(layout)
+    if install_group(layout, "lint"):
+        _say("installed the lint dependency group (ruff, mypy) into .venv")
+    started = time.monotonic()
+    dists = layout.distributions()
+    _say(f"gates: {tool_versions(layout)}; pristine = the sdists as released, fork = .fork/src/")
+    code = print_report(run_gates(layout, dists), dists)
+    _say(f"gates ran in {time.monotonic() - started:.0f} s")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     verbs = parser.add_subparsers(dest="verb", required=True)
     verbs.add_parser("build", help="download, verify, assemble and install into .venv")
     verbs.add_parser("refresh", help="regenerate patches/ from edits in the work trees")
-    verbs.add_parser("check", help="patches apply; no unrecorded edits; no upstream copies")
+    verbs.add_parser(
+        "check",
+        help="patches apply; no unrecorded edits; no upstream copies; series and size hold",
+    )
+    verbs.add_parser("series", help="write the fork as PR series into dist/series/")
+    verbs.add_parser(
+        "gates", help="upstream's ruff and mypy: the fork may add no finding to pristine's"
+    )
     wheels = verbs.add_parser("wheels", help="build wheels into dist/ and test-install them")
     wheels.add_argument("--no-verify", action="store_true", help="skip the test install")
     test = verbs.add_parser("test", help="build if needed, then run the test suites")
@@ -95,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             _say("patches/ matches the work trees")
         elif args.verb == "check":
             return check(layout)
+        elif args.verb == "gates":
+            return gates(layout)
+        elif args.verb == "series":
+            return series(layout)
         elif args.verb == "wheels":
             build(layout)
             built = build_wheels(layout, layout.distributions())

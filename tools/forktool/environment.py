@@ -23,7 +23,7 @@ from pathlib import Path
 from forktool import ForkError, run_checked
 from forktool.layout import Distribution, Layout
 
-__all__ = ["ensure_venv", "find_python", "install"]
+__all__ = ["ensure_venv", "find_python", "install", "install_group"]
 
 # PyMC 6.4 declares Requires-Python >=3.12,<3.15.
 _SUPPORTED = ((3, 12), (3, 14))
@@ -53,11 +53,11 @@ def find_python() -> Path:
                 f"{_SUPPORTED[0][1]}-{_SUPPORTED[1][1]}; point it at one or unset it."
             )
         return Path(chosen)
-    candidates = [shutil.which(name) for name in _CANDIDATES]
+    candidates: list[str | Path | None] = [shutil.which(name) for name in _CANDIDATES]
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     candidates += sorted(pyenv_root.glob("versions/3.1[234].*/bin/python3"))
-    for candidate in filter(None, candidates):
-        if _is_supported(candidate):
+    for candidate in candidates:
+        if candidate is not None and _is_supported(candidate):
             return Path(candidate)
     raise ForkError(
         "no Python 3.12-3.14 found (PyMC 6 does not install on 3.11). Install one, e.g. "
@@ -110,5 +110,26 @@ def install(layout: Layout, dists: list[Distribution], *, group: str = "test") -
         command += ["--editable", str(dist.work_dir)]
     command += ["--group", group]
     run_checked(command, "installing the fork into .venv", cwd=layout.root)
+    stamp_path.write_text(stamp)
+    return True
+
+
+def install_group(layout: Layout, group: str) -> bool:
+    """Install the dependency group ``group`` of ``pyproject.toml`` into ``.venv``.
+
+    Skipped when neither the environment's Python nor ``pyproject.toml`` changed since the
+    last install of this group (e.g. ``lint``, whose ruff and mypy ``make gates`` runs).
+    """
+    stamp_path = layout.venv / f".fork-{group}-stamp"
+    digest = hashlib.sha256(str(layout.venv_python.resolve()).encode())
+    digest.update((layout.root / "pyproject.toml").read_bytes())
+    stamp = digest.hexdigest()
+    if stamp_path.exists() and stamp_path.read_text() == stamp:
+        return False
+    run_checked(
+        [str(layout.venv_python), "-m", "pip", "install", "--quiet", "--group", group],
+        f"installing the dependency group {group!r} into .venv",
+        cwd=layout.root,
+    )
     stamp_path.write_text(stamp)
     return True

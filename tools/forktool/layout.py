@@ -57,6 +57,21 @@ class Distribution:
         return self.root / self.package
 
     @property
+    def test_overlay_dir(self) -> Path:
+        """``tests/<package>/``: our tests of this distribution, for its ``tests/`` folder."""
+        return self.root / "tests" / self.package
+
+    @property
+    def docs_overlay_dir(self) -> Path:
+        """``docs/upstream/<name>/``: files for the root of the upstream repository (API pages)."""
+        return self.root / "docs" / "upstream" / self.name
+
+    @property
+    def pristine_dir(self) -> Path:
+        """The sdist unpacked as it is: no patches, no overlay (for the upstream gates)."""
+        return self.root / ".fork" / "pristine" / self.name
+
+    @property
     def work_dir(self) -> Path:
         """Unpacked upstream sources with patches applied and our files linked in."""
         return self.root / ".fork" / "src" / self.name
@@ -92,6 +107,21 @@ class Layout:
     @property
     def reports_dir(self) -> Path:
         return self.root / ".fork" / "reports"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Caches of tools run on the trees (mypy); git-ignored with the rest of ``.fork/``."""
+        return self.root / ".fork" / "cache"
+
+    @property
+    def series_plan(self) -> Path:
+        """``series.toml``: the fork as an ordered series of upstream pull requests."""
+        return self.root / "series.toml"
+
+    @property
+    def series_dir(self) -> Path:
+        """Where ``make series`` writes each distribution's series repository and patches."""
+        return self.dist_dir / "series"
 
     def distributions(self) -> list[Distribution]:
         """Read the pins file; every pinned distribution with its version and sha256."""

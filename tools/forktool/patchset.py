@@ -27,7 +27,14 @@ from pathlib import Path
 from forktool import ForkError
 from forktool.layout import Distribution
 
-__all__ = ["apply_patch", "diff_text", "patch_path", "read_patches", "write_patch"]
+__all__ = [
+    "apply_patch",
+    "diff_text",
+    "patch_content",
+    "patch_path",
+    "read_patches",
+    "write_patch",
+]
 
 _SUFFIX = ".patch"
 
@@ -52,7 +59,7 @@ def _diff_targets(text: str) -> list[str]:
 
 def read_patches(dist: Distribution, pristine: dict[str, bytes]) -> dict[str, Path]:
     """Map each patched upstream path to its patch file, checking each names its own file."""
-    patches = {}
+    patches: dict[str, Path] = {}
     if not dist.patch_dir.exists():
         return patches
     for path in sorted(dist.patch_dir.rglob(f"*{_SUFFIX}")):
@@ -73,26 +80,37 @@ def read_patches(dist: Distribution, pristine: dict[str, bytes]) -> dict[str, Pa
     return patches
 
 
-def apply_patch(dist: Distribution, relative: str, original: bytes, patch: Path) -> bytes:
-    """Return ``original`` with ``patch`` applied, or raise naming the patch that failed."""
+def patch_content(relative: str, original: bytes, patch: Path) -> tuple[bytes | None, str]:
+    """``original`` with ``patch`` applied by GNU patch, or None and patch's complaint.
+
+    ``--fuzz=0``: a hunk whose context does not match exactly fails; line offsets are fine.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp, relative)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(original)
-        # --fuzz=0: a patch that only applies with fuzz is stale and must be refreshed.
         result = subprocess.run(
             ["patch", "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch",
              "--quiet", "-p1", "-d", tmp, "-i", str(patch)],
             capture_output=True, text=True,
         )  # fmt: skip
         if result.returncode != 0:
-            raise ForkError(
-                f"{patch} does not apply cleanly to {relative} of {dist.name} {dist.version}:\n"
-                f"{(result.stdout + result.stderr).strip()}\n"
-                f"Edit .fork/src/{dist.name}/{relative} by hand to redo the change, then run "
-                "`make refresh`."
-            )
-        return target.read_bytes()
+            return None, (result.stdout + result.stderr).strip()
+        return target.read_bytes(), ""
+
+
+def apply_patch(dist: Distribution, relative: str, original: bytes, patch: Path) -> bytes:
+    """Return ``original`` with ``patch`` applied, or raise naming the patch that failed."""
+    # --fuzz=0: a patch that only applies with fuzz is stale and must be refreshed.
+    patched, complaint = patch_content(relative, original, patch)
+    if patched is None:
+        raise ForkError(
+            f"{patch} does not apply cleanly to {relative} of {dist.name} {dist.version}:\n"
+            f"{complaint}\n"
+            f"Edit .fork/src/{dist.name}/{relative} by hand to redo the change, then run "
+            "`make refresh`."
+        )
+    return patched
 
 
 def diff_text(relative: str, original: bytes, edited: bytes) -> str:

@@ -26,7 +26,7 @@ _MIN_COPY_BYTES = 512
 
 def committed_copies(layout: Layout, dists: list[Distribution]) -> list[str]:
     """``"<path>: committed copy of upstream <distribution>:<path>"`` for each such file."""
-    upstream = {}
+    upstream: dict[str, str] = {}
     for dist in dists:
         for relative, content in pristine_files(dist).items():
             if len(content) >= _MIN_COPY_BYTES:

@@ -89,11 +89,12 @@ def pristine_files(dist: Distribution) -> dict[str, bytes]:
         raise ForkError(
             f"{dist.sdist_path} is missing or does not match its pin; run `make build` first."
         )
-    files = {}
+    files: dict[str, bytes] = {}
     with tarfile.open(dist.sdist_path) as tar:
         for member in tar.getmembers():
-            if not member.isfile():
+            content = tar.extractfile(member) if member.isfile() else None
+            if content is None:
                 continue
             _, _, relative = member.name.partition("/")
-            files[relative] = tar.extractfile(member).read()
+            files[relative] = content.read()
     return files

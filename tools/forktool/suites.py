@@ -11,19 +11,27 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""The test suites of ``make test``: ours, and upstream's own for the areas we patch."""
+"""The test suites of ``make test``: ours, and upstream's own for the areas we patch.
+
+Our tests of each distribution live in its test overlay (``tests/pymc/``, ``tests/pymc_extras/``),
+which ``make build`` links into the work tree's ``tests/``. They run in that distribution's
+suite, from its work tree and under its pytest configuration, next to upstream's tests; the
+``ours`` suite runs everything else in ``tests/``.
+"""
 
 import os
 import subprocess
 import time
+import tomllib
 import xml.etree.ElementTree as ET
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from forktool.layout import Layout
+from forktool.layout import Distribution, Layout
+from forktool.overlay import linked_paths
 
-__all__ = ["SUITES", "Suite", "run_suites"]
+__all__ = ["SUITES", "Suite", "run_suites", "suite_arguments"]
 
 # pytest.ExitCode.NO_TESTS_COLLECTED (pytest is not importable from the host Python).
 _PYTEST_NO_TESTS_COLLECTED = 5
@@ -31,7 +39,11 @@ _PYTEST_NO_TESTS_COLLECTED = 5
 
 @dataclass(frozen=True)
 class Suite:
-    """One pytest session: where it runs, on what, with which plugins."""
+    """One pytest session: where it runs, on what, with which plugins.
+
+    ``paths`` are upstream's own tests for an upstream suite; our overlaid tests are added to
+    them from the work tree (see ``suite_arguments``), so a new test file needs no change here.
+    """
 
     name: str
     distribution: str | None  # None: our own tests, run from the repository root
@@ -67,6 +79,46 @@ SUITES = (
         plugins=("known_failures",),
     ),
 )
+
+
+def _collects_doctests(tree: Path) -> bool:
+    """Whether the pytest configuration of ``tree`` (its pyproject.toml) has --doctest-modules."""
+    try:
+        config = tomllib.loads((tree / "pyproject.toml").read_text())
+    except (FileNotFoundError, tomllib.TOMLDecodeError):
+        return False
+    addopts = config.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("addopts", [])
+    options = addopts.split() if isinstance(addopts, str) else addopts
+    return "--doctest-modules" in options
+
+
+def suite_arguments(suite: Suite, layout: Layout) -> list[str]:
+    """The paths (and ignores) pytest gets for ``suite``, derived from the repository and trees.
+
+    An upstream suite runs upstream's ``paths`` plus every test of ours linked into its work
+    tree's ``tests/``; when the distribution's pytest configuration collects doctests
+    (pymc-extras' ``--doctest-modules``), also our modules linked into its package. The ``ours``
+    suite leaves out the test overlays, which run in the upstream suites.
+    """
+    dists = {dist.name: dist for dist in layout.distributions()}
+    if suite.distribution is None:
+        ignores = [
+            f"--ignore={dist.test_overlay_dir.relative_to(layout.root).as_posix()}"
+            for dist in dists.values()
+        ]
+        return [*suite.paths, *ignores]
+    dist: Distribution = dists[suite.distribution]
+    ours = linked_paths(dist.work_dir, "tests")
+    if _collects_doctests(dist.work_dir):
+        ours += linked_paths(dist.work_dir, dist.package)
+    # A test of ours inside a folder upstream's paths name already runs with that folder.
+    upstream = [PurePosixPath(path) for path in suite.paths]
+    extra = [
+        path
+        for path in ours
+        if not any(PurePosixPath(path).is_relative_to(folder) for folder in upstream)
+    ]
+    return [*suite.paths, *extra]
 
 
 @dataclass
@@ -116,19 +168,25 @@ def run_suites(layout: Layout, names: list[str], pytest_args: list[str]) -> int:
     """Run the named suites one after another; print a summary; return the worst exit code."""
     layout.reports_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    plugin_dir = str(layout.root / "tests" / "upstream")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [plugin_dir, env.get("PYTHONPATH")]))
+    # The plugins of upstream suites, and the helpers our tests share (tests/conftest.py puts
+    # them on sys.path for `ours`; the upstream suites do not load that conftest).
+    extra_paths = [layout.root / "tests" / "upstream", layout.root / "tests" / "helpers"]
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(path) for path in extra_paths if path.is_dir()]
+        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
     results = []
     for suite in (s for s in SUITES if s.name in names):
         report = layout.reports_dir / f"{suite.name}.xml"
         report.unlink(missing_ok=True)
-        command = [str(layout.venv_python), "-m", "pytest", *suite.paths]
+        arguments = suite_arguments(suite, layout)
+        command = [str(layout.venv_python), "-m", "pytest", *arguments]
         for plugin in suite.plugins:
             command += ["-p", plugin]
         if "known_failures" in suite.plugins:
             command += ["--known-failures", suite.name]
         command += ["-p", "no:cacheprovider", f"--junitxml={report}", "-rfEsxX", *pytest_args]
-        print(f"\n=== {suite.name}: {' '.join(suite.paths)} ===", flush=True)
+        print(f"\n=== {suite.name}: {' '.join(arguments)} ===", flush=True)
         started = time.monotonic()
         code = subprocess.run(command, cwd=suite.cwd(layout), env=env).returncode
         seconds = time.monotonic() - started

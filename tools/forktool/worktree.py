@@ -14,8 +14,9 @@
 """The work tree: pristine upstream sources, our patches applied, our new files linked in.
 
 ``.fork/src/<distribution>/`` is what gets installed. Upstream files are real files there, so a
-developer edits them in place and ``refresh`` turns the edits into patches. Our own files are
-symlinks to the repository, so edits to them are live without rebuilding.
+developer edits them in place and ``refresh`` turns the edits into patches. Our own files (the
+package, test and docs overlays of ``overlay``) are symlinks to the repository, so edits to them
+are live without rebuilding.
 
 A manifest beside each tree records the hash of every upstream file as assembled. It lets
 ``assemble`` tell files nobody touched (safe to replace when the patch set changes) from
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from forktool import ForkError
 from forktool.layout import Distribution
+from forktool.overlay import link_overlays, repository_path, shadowing
 from forktool.patchset import apply_patch, diff_text, patch_path, read_patches, write_patch
 from forktool.sdist import digest, pristine_files
 
@@ -83,10 +85,10 @@ class Findings:
             [f"{tree}/{p}: edited, not recorded in patches/ (run `make refresh`)"
              for p in self.unrecorded]
             + [f"{tree}/{p}: upstream file deleted from the work tree" for p in self.missing]
-            + [f"{tree}/{p}: new file in the work tree; move it to {p} in the repository"
-               for p in self.stray]
-            + [f"{p}: the repository holds a file of the {dist.name} sdist at its path; record "
-               "edits to it as a patch" for p in self.shadowing]
+            + [f"{tree}/{p}: new file in the work tree; move it to "
+               f"{repository_path(dist, p)} in the repository" for p in self.stray]
+            + [f"{p}: the repository holds a file of the {dist.name} sdist at its path in the "
+               "work tree; record edits to it as a patch" for p in self.shadowing]
         )  # fmt: skip
 
 
@@ -123,54 +125,6 @@ def _write_manifest(dist: Distribution, stamp: str, tracked: list[str]) -> None:
     dist.manifest_path.write_text(json.dumps({"stamp": stamp, "files": files}, indent=0))
 
 
-def _shadowing(dist: Distribution, pristine: dict[str, bytes]) -> list[str]:
-    """Our overlay files that sit at the path of an upstream file."""
-    if not dist.overlay_dir.exists():
-        return []
-    ours = (p.relative_to(dist.root).as_posix() for p in dist.overlay_dir.rglob("*") if p.is_file())
-    return sorted(relative for relative in ours if relative in pristine)
-
-
-def _link_overlay(dist: Distribution, pristine: dict[str, bytes]) -> None:
-    """Symlink our files into the work tree: new folders whole, otherwise file by file."""
-    shadowing = _shadowing(dist, pristine)
-    if shadowing:
-        raise ForkError(
-            f"{', '.join(shadowing)} exist(s) upstream in {dist.name}. Do not add upstream "
-            f"files to the repository: edit them in .fork/src/{dist.name}/ and run `make "
-            "refresh` to record the change as a patch, with new logic in a new module."
-        )
-    package = dist.work_dir / dist.package
-    # Links whose file was deleted or moved in the repository would break imports: drop them.
-    for path in list(package.rglob("*")):
-        if path.is_symlink() and not path.exists():
-            path.unlink()
-    if not dist.overlay_dir.exists():
-        return
-    upstream_dirs = {str(Path(relative).parent) for relative in pristine}
-    pending = [dist.overlay_dir]
-    while pending:
-        for source in sorted(pending.pop().iterdir()):
-            if source.name == "__pycache__":
-                continue
-            relative = source.relative_to(dist.root).as_posix()
-            target = dist.work_dir / relative
-            if source.is_dir() and relative in upstream_dirs:
-                pending.append(source)
-                continue
-            if target.is_symlink():
-                if target.resolve() == source.resolve():
-                    continue
-                target.unlink()
-            elif target.exists():
-                raise ForkError(
-                    f"{target} is a real file in the work tree where the link to {source} "
-                    "belongs; move anything worth keeping into the repository and delete it."
-                )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(source)
-
-
 def assemble(dist: Distribution) -> bool:
     """Bring ``dist``'s work tree up to date; return whether upstream files were rewritten.
 
@@ -183,7 +137,7 @@ def assemble(dist: Distribution) -> bool:
     sources = _Sources.load(dist)
     manifest = _load_manifest(dist)
     if manifest and manifest["stamp"] == sources.stamp and dist.work_dir.exists():
-        _link_overlay(dist, sources.pristine)
+        link_overlays(dist, sources.pristine)
         return False
     if manifest and dist.work_dir.exists():
         assembled = manifest["files"]
@@ -206,7 +160,7 @@ def assemble(dist: Distribution) -> bool:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
     _write_manifest(dist, sources.stamp, sources.tracked())
-    _link_overlay(dist, sources.pristine)
+    link_overlays(dist, sources.pristine)
     return True
 
 
@@ -252,7 +206,7 @@ def refresh(dist: Distribution) -> dict[str, str]:
 def inspect(dist: Distribution) -> Findings:
     """Check that patches apply and that the work tree holds nothing the repository lacks."""
     sources = _Sources.load(dist)  # raises if a patch does not apply to pristine sources
-    findings = Findings(shadowing=_shadowing(dist, sources.pristine))
+    findings = Findings(shadowing=shadowing(dist, sources.pristine))
     if not dist.work_dir.exists():
         return findings
     for relative in sources.tracked():
@@ -261,12 +215,12 @@ def inspect(dist: Distribution) -> Findings:
             findings.missing.append(relative)
         elif current != sources.expected[relative]:
             findings.unrecorded.append(relative)
-    package = dist.work_dir / dist.package
-    for folder, subfolders, files in os.walk(package):
-        subfolders[:] = [d for d in subfolders if d != "__pycache__"]
-        for name in files:
-            path = Path(folder, name)
-            relative = path.relative_to(dist.work_dir).as_posix()
-            if not path.is_symlink() and relative not in sources.pristine:
-                findings.stray.append(relative)
+    for top in (dist.package, "tests"):
+        for folder, subfolders, files in os.walk(dist.work_dir / top):
+            subfolders[:] = [d for d in subfolders if d != "__pycache__"]
+            for name in files:
+                path = Path(folder, name)
+                relative = path.relative_to(dist.work_dir).as_posix()
+                if not path.is_symlink() and relative not in sources.pristine:
+                    findings.stray.append(relative)
     return findings

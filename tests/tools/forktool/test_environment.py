@@ -12,7 +12,6 @@
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
 import stat
-import sys
 
 import pytest
 
@@ -24,6 +23,15 @@ def _executable(path, body):
     path.write_text(body)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path
+
+
+def _supported_python(path):
+    """A stand-in for a Python 3.12-3.14: it passes the version probe by exiting 0.
+
+    Not ``sys.executable``: these tests run on the host python3, which may be 3.11.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _executable(path, "#!/bin/sh\nexit 0\n")
 
 
 @pytest.fixture
@@ -42,21 +50,19 @@ def test_a_shim_that_exists_but_fails_is_skipped(bin_dir):
     _executable(
         bin_dir / "python3.12", "#!/bin/sh\necho 'pyenv: python3.12: command not found'\nexit 127\n"
     )
-    working = bin_dir / "python3.13"
-    working.symlink_to(sys.executable)
+    working = _supported_python(bin_dir / "python3.13")
     assert find_python() == working
 
 
 def test_pyenv_versions_are_searched_after_path(bin_dir, tmp_path):
-    version_bin = tmp_path / "pyenv/versions/3.12.1/bin"
-    version_bin.mkdir(parents=True)
-    (version_bin / "python3").symlink_to(sys.executable)
-    assert find_python() == version_bin / "python3"
+    python = _supported_python(tmp_path / "pyenv/versions/3.12.1/bin/python3")
+    assert find_python() == python
 
 
 def test_fork_python_wins_and_is_checked(bin_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("FORK_PYTHON", sys.executable)
-    assert str(find_python()) == sys.executable
+    chosen = _supported_python(tmp_path / "elsewhere/python")
+    monkeypatch.setenv("FORK_PYTHON", str(chosen))
+    assert find_python() == chosen
     too_old = _executable(tmp_path / "python3.11", "#!/bin/sh\nexit 1\n")
     monkeypatch.setenv("FORK_PYTHON", str(too_old))
     with pytest.raises(

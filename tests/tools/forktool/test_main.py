@@ -15,41 +15,7 @@
 
 import subprocess
 
-import pytest
-
 from forktool.__main__ import main
-from forktool.layout import Layout
-from forktool.sdist import sha256_of
-from forktool.worktree import assemble
-
-EXTRAS_FILES = {
-    "pyproject.toml": b'[project]\nname = "pymc-extras"\n',
-    "pymc_extras/__init__.py": b"VERSION = '0.1'\n" + b"# padding\n" * 60,
-}
-
-
-@pytest.fixture
-def repo(tmp_path, fake_files, make_sdist):
-    """A git repository pinning fake pymc and pymc-extras sdists, assembled."""
-    sdists = {
-        "pymc": (tmp_path / ".fork/downloads/pymc-1.0.tar.gz", fake_files, "pymc-1.0"),
-        "pymc-extras": (
-            tmp_path / ".fork/downloads/pymc_extras-0.1.tar.gz",
-            EXTRAS_FILES,
-            "pymc_extras-0.1",
-        ),
-    }
-    pins = []
-    for name, (path, files, top) in sdists.items():
-        make_sdist(path, files, top=top)
-        version = top.rpartition("-")[2]
-        pins.append(f'[{name}]\nversion = "{version}"\nsha256 = "{sha256_of(path)}"\n')
-    (tmp_path / "upstream.toml").write_text("\n".join(pins))
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    layout = Layout(tmp_path)
-    for dist in layout.distributions():
-        assemble(dist)
-    return layout
 
 
 def _git_add(layout, *paths):
@@ -71,13 +37,27 @@ def test_check_fails_on_an_unrecorded_edit_until_refresh(repo, capsys):
 
     assert main(["--root", str(repo.root), "refresh"]) == 0
     assert "added patches/pymc/pymc/core.py.patch" in capsys.readouterr().out
+    # The new patch belongs in the series before check passes.
+    assert main(["--root", str(repo.root), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "patches/pymc/pymc/core.py.patch hunk 1 (@@ -1,2 +1,2 @@) is in no PR" in out
+
+    (repo.root / "docs/series").mkdir(parents=True)
+    (repo.root / "docs/series/answer.md").write_text("The answer is 42.\n")
+    (repo.root / "series.toml").write_text(
+        '[[pymc.pr]]\nid = "answer"\ntitle = "The answer"\n'
+        'description = "docs/series/answer.md"\npatches = ["pymc/core.py"]\n'
+    )
     assert main(["--root", str(repo.root), "check"]) == 0
+    out = capsys.readouterr().out
+    assert "patches/pymc/pymc/core.py.patch      1     1        2" in out
+    assert "size: 2 changed lines" in out
 
 
-def test_check_fails_on_a_committed_copy_of_an_upstream_file(repo, capsys):
+def test_check_fails_on_a_committed_copy_of_an_upstream_file(repo, extras_files, capsys):
     copy = repo.root / "tests/vendored_init.py"
-    copy.parent.mkdir()
-    copy.write_bytes(EXTRAS_FILES["pymc_extras/__init__.py"])
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(extras_files["pymc_extras/__init__.py"])
     _git_add(repo, "tests/vendored_init.py")
 
     assert main(["--root", str(repo.root), "check"]) == 1
@@ -92,3 +72,22 @@ def test_errors_are_reported_without_a_traceback(repo, capsys):
     (repo.root / "upstream.toml").write_text("[pymc]\nversion = '1.0'\n")
     assert main(["--root", str(repo.root), "check"]) == 2
     assert "[pymc] needs both `version` and `sha256`" in capsys.readouterr().err
+
+
+def test_series_refuses_to_write_a_broken_series_and_writes_a_sound_one(repo, capsys):
+    (repo.root / "pymc/streaming").mkdir(parents=True)
+    (repo.root / "pymc/streaming/__init__.py").write_text("STREAMING = True\n")
+    assert main(["--root", str(repo.root), "series"]) == 1
+    out = capsys.readouterr().out
+    assert "series: pymc/streaming/__init__.py is in no PR of series.toml [pymc]" in out
+    assert not (repo.root / "dist/series").exists()
+
+    (repo.root / "streaming.md").write_text("Streaming.\n")
+    (repo.root / "series.toml").write_text(
+        '[[pymc.pr]]\nid = "streaming"\ntitle = "Streaming"\ndescription = "streaming.md"\n'
+        'files = ["pymc/streaming"]\n'
+    )
+    assert main(["--root", str(repo.root), "series"]) == 0
+    assert "pymc: 1 PR(s) on 1.0 in dist/series/pymc/" in capsys.readouterr().out
+    assert (repo.root / "dist/series/pymc/0001-Streaming.patch").exists()
+    assert (repo.root / "dist/series/pymc-extras/SERIES.md").exists()
