@@ -20,6 +20,11 @@ items come last. The series is sound when
 - every file of ours and every hunk of ``patches/`` belongs to exactly one PR or is fork-only,
 - every PR applies on the tree the PRs before it left, and has a description, and
 - the last tree plus the fork-only items is the assembled work tree: pristine + patches + ours.
+
+Inside a file of ours, lines between ``# fork-only: begin`` and ``# fork-only: end``, and lines
+ending in ``# fork-only``, belong to the fork alone (a compatibility path for the fork's own
+earlier API, say): the PR that owns the file gets it without them, and the fork-only step
+puts them back.
 """
 
 import tempfile
@@ -35,7 +40,23 @@ from forktool.patchset import apply_patch, patch_content, read_patches
 from forktool.sdist import pristine_files
 from forktool.series_plan import DistributionPlan, Entry
 
-__all__ = ["Series", "Step", "compose"]
+__all__ = ["Series", "Step", "compose", "without_fork_only"]
+
+_BEGIN, _END, _LINE = b"# fork-only: begin", b"# fork-only: end", b"# fork-only"
+
+
+def without_fork_only(content: bytes) -> bytes:
+    """``content`` without its fork-only lines (see the module docstring)."""
+    kept, skipping = [], False
+    for line in content.splitlines(keepends=True):
+        marker = line.strip()
+        if marker == _BEGIN:
+            skipping = True
+        elif marker == _END:
+            skipping = False
+        elif not skipping and not line.rstrip().endswith(_LINE):
+            kept.append(line)
+    return b"".join(kept)
 
 
 @dataclass
@@ -138,7 +159,15 @@ def _step(
     hunks = _hunks_of(entry, dist, inputs, problems)
     tree = dict(tree)
     for relative in files:
-        tree[relative] = inputs.ours[relative].read_bytes()
+        content = inputs.ours[relative].read_bytes()
+        tree[relative] = content if entry.fork_only else without_fork_only(content)
+    restored = []
+    if entry.fork_only:  # the fork-only lines of the files that PRs own
+        for relative, path in inputs.ours.items():
+            content = path.read_bytes()
+            if tree.get(relative) == without_fork_only(content) != content:
+                tree[relative] = content
+                restored.append(relative)
     for relative, numbers in hunks.items():
         patched, complaint = _apply_hunks(relative, tree[relative], inputs.diffs[relative], numbers)
         if patched is None:
@@ -150,7 +179,7 @@ def _step(
             )
         else:
             tree[relative] = patched
-    changed = sorted(set(files) | set(hunks))
+    changed = sorted(set(files) | set(hunks) | set(restored))
     return Step(entry, tree, changed), files, hunks
 
 

@@ -148,6 +148,25 @@ def test_the_series_composes_pr_by_pr_to_the_assembled_tree(dist):
     assert [step.entry.id for step in series.prs] == ["streaming", "docs"]
 
 
+def test_fork_only_lines_of_a_file_stay_out_of_its_pr_and_come_back_last(dist):
+    hook = (
+        "def hook():\n"
+        "    pass\n"
+        "# fork-only: begin\n"
+        "def old_name():\n"
+        "    return hook()\n"
+        "# fork-only: end\n"
+        "ALIAS = hook  # fork-only\n"
+    )
+    _write(dist.root, "pymc/streaming/__init__.py", hook)
+    series = compose(dist, _plan(dist))
+    assert series.problems == []
+    first, _, fork_only = series.steps
+    assert first.tree["pymc/streaming/__init__.py"] == b"def hook():\n    pass\n"
+    assert fork_only.tree["pymc/streaming/__init__.py"] == hook.encode()
+    assert "pymc/streaming/__init__.py" in fork_only.changed
+
+
 def test_every_file_and_hunk_must_be_in_exactly_one_entry(dist):
     plan = PLAN.replace('patches = ["pymc/long.py#2"]', 'patches = ["pymc/long.py#1"]')
     plan = plan.replace(
