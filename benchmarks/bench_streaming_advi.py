@@ -83,11 +83,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchlib import StepClock, machine, print_result
-from pymc_extras.inference.advi import Trainer
-from pymc_extras.variational import DataLoader
 from pytensor.compile.mode import get_default_mode
 
 import pymc as pm
+
+from pymc_extras.inference.advi import Trainer
+from pymc_extras.variational import DataLoader
 
 __all__ = ["main", "run"]
 

@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from pymc.exceptions import SourceDataError, StreamingNotSupportedError
 from pytensor.graph.basic import Variable
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.sharedvar import TensorSharedVariable
 from rich.progress import ProgressColumn
+
+from pymc.exceptions import SourceDataError, StreamingNotSupportedError
 
 __all__ = [
     "DataFeed",

@@ -21,12 +21,12 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 
-from pymc.exceptions import SourceDataError, StreamingError, StreamingNotSupportedError
 from rich.progress import TextColumn
 
 import pymc as pm
 
 from pymc.data_feed import DataFeed, FedSharedVariable, feeding_data
+from pymc.exceptions import SourceDataError, StreamingError, StreamingNotSupportedError
 
 N = 300
 RNG = np.random.default_rng(0)

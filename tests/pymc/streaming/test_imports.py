@@ -52,4 +52,4 @@ def test_an_unknown_attribute_is_an_attribute_error():
     import pymc as pm
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        pm.streaming.Nope  # noqa: B018
+        pm.streaming.Nope

@@ -73,7 +73,7 @@ def test_a_pyarrow_dataset_of_other_files_is_refused_with_the_reader_to_use(tmp_
     import pyarrow.feather as feather
 
     feather.write_feather(pa.table({"y": np.arange(10.0)}), tmp_path / "y.feather")
-    with pytest.raises(TypeError, match="only Parquet datasets can. Open Arrow IPC files with"):
+    with pytest.raises(TypeError, match=r"only Parquet datasets can\. Open Arrow IPC files with"):
         pm.Minibatch(ds.dataset(tmp_path, format="feather"), batch_size=5, streaming=True)
 
 

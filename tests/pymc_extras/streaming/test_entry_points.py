@@ -19,12 +19,12 @@ import threading
 import numpy as np
 import pytest
 
+import pymc as pm
+import pymc_extras as pmx
+
 from pymc.exceptions import StreamingNotSupportedError
 from pymc_extras.inference.advi import Trainer, fit_advi
 from pymc_extras.inference.pathfinder.pathfinder import fit_blackjax_pathfinder
-
-import pymc as pm
-import pymc_extras as pmx
 
 N = 400
 
