@@ -1,0 +1,112 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""What fed data is: shared variables that a :class:`DataFeed` fills between compiled calls."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+from pytensor.graph.basic import Variable
+from pytensor.graph.traversal import ancestors
+from pytensor.tensor.sharedvar import TensorSharedVariable
+from rich.progress import ProgressColumn
+
+__all__ = ["DataFeed", "FedSharedVariable", "data_feeds_in"]
+
+
+class FedSharedVariable(TensorSharedVariable):
+    """A shared variable whose value a :class:`DataFeed` replaces between compiled calls.
+
+    Its value is one batch of a larger dataset. A model can observe it like any data, and a
+    fitting loop that feeds it (``pm.fit``) refreshes it before every step; every other compiled
+    function refuses it (see :func:`refuse_fed_data`).
+
+    Attributes
+    ----------
+    data_feed : DataFeed
+        The feed that fills it.
+    """
+
+    data_feed: "DataFeed"
+
+    def clone(self, **kwargs):
+        # PyTensor clones shared variables when it rebuilds graphs (e.g. model transforms); a
+        # clone shares the value's container, and must share its feed too.
+        clone = super().clone(**kwargs)
+        clone.__dict__.update(
+            {key: value for key, value in self.__dict__.items() if key not in clone.__dict__}
+        )
+        return clone
+
+
+class DataFeed(ABC):
+    """Puts new data into some :class:`FedSharedVariable` objects between compiled calls.
+
+    Subclass it to feed a fitting loop from anywhere. ``pm.fit`` (and ``refine``) find the feeds
+    of the fed variables its step function reads, call :meth:`start` before the loop,
+    :meth:`before_step` before every compiled step, and :meth:`stop` after it, however it ends.
+
+    Attributes
+    ----------
+    name : str
+        Names the feed in messages.
+    """
+
+    name: str
+
+    @property
+    @abstractmethod
+    def shared_variables(self) -> tuple[FedSharedVariable, ...]:
+        """The variables this feed fills."""
+
+    @property
+    def num_rows(self) -> int | None:
+        """Rows of the dataset the batches are drawn from, if known (a likelihood's total_size)."""
+        return None
+
+    def start(self, *, restart: bool, random_seed: int | None) -> None:
+        """Prepare to feed a loop.
+
+        Parameters
+        ----------
+        restart : bool
+            True for a new fit, which starts the data over as a fit reseeds its random
+            generators; False for a loop that continues the last one (``refine``).
+        random_seed : int, optional
+            Drawn from the fit's own random state, for feeds that shuffle without a seed of
+            their own.
+        """
+
+    @abstractmethod
+    def before_step(self) -> None:
+        """Put the next batch into the variables; raise ``StopIteration`` when there is none."""
+
+    def stop(self) -> None:
+        """Release what :meth:`start` took (threads, files): the loop has ended."""
+
+    def progress_columns(self) -> tuple[ProgressColumn, ...]:
+        """Columns the loop's progress bar shows for this feed."""
+        return ()
+
+    def refusal_advice(self) -> str:
+        """What to use instead, for the error of a computation that would see one batch."""
+        return "Evaluate the model with the loop that feeds this data, or on data in memory."
+
+
+def data_feeds_in(variables: Iterable[Variable]) -> list[DataFeed]:
+    """The feeds of the fed variables among ``variables`` and their ancestors, in order."""
+    feeds: dict[int, DataFeed] = {}
+    for var in ancestors(list(variables)):
+        if isinstance(var, FedSharedVariable):
+            feeds.setdefault(id(var.data_feed), var.data_feed)
+    return list(feeds.values())

@@ -1,0 +1,111 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""The hook of a fitting loop: start its step function's feeds, feed every step, stop them."""
+
+import sys
+
+from collections.abc import Iterator
+from types import TracebackType
+
+import numpy as np
+
+from rich.progress import ProgressColumn
+
+from pymc.data_feed.feeds import DataFeed, FedSharedVariable, data_feeds_in
+
+__all__ = ["DataFeeds"]
+
+
+class DataFeeds:
+    """The feeds of a fitting loop's compiled step function, driven as one.
+
+    Parameters
+    ----------
+    function : pytensor Function, optional
+        The step function; its fed inputs decide the feeds. None (or a function reading no fed
+        data) gives no feeds, and every method does nothing.
+    restart : bool, default True
+        Start the data over (a new fit) rather than continue (``refine``).
+    rng : numpy.random.RandomState or Generator, optional
+        The fit's random state, from which one seed is drawn for the feeds, and only when
+        there are feeds, so that fits without fed data draw exactly what they drew before.
+
+    Examples
+    --------
+    A fitting loop uses it as ``Inference.fit`` does:
+
+    .. code-block:: python
+
+        with feeding_data():
+            step = compile([], loss, updates=updates)
+        feeds = DataFeeds(step, restart=True, rng=rng)
+        with feeds:
+            for _ in range(n):
+                feeds.before_step()
+                step()
+    """
+
+    def __init__(self, function=None, *, restart: bool = True, rng=None):
+        maker = getattr(function, "maker", None)
+        variables = [] if maker is None else [inp.variable for inp in maker.inputs]
+        self.feeds: list[DataFeed] = data_feeds_in(
+            var for var in variables if isinstance(var, FedSharedVariable)
+        )
+        self.restart = restart
+        self._rng = rng
+        self._started: list[DataFeed] = []
+
+    def _seeds(self) -> list[int | None]:
+        if not self.restart or self._rng is None:
+            return [None] * len(self.feeds)
+        if isinstance(self._rng, np.random.Generator):
+            seed = int(self._rng.integers(2**30))
+        else:
+            seed = int(self._rng.randint(2**30, dtype=np.int64))
+        sequences = np.random.SeedSequence(seed).spawn(len(self.feeds))
+        return [int(sequence.generate_state(1)[0]) for sequence in sequences]
+
+    def __enter__(self) -> "DataFeeds":
+        for feed, seed in zip(self.feeds, self._seeds()):
+            try:
+                feed.start(restart=self.restart, random_seed=seed)
+            except BaseException:
+                self.__exit__(*sys.exc_info())
+                raise
+            self._started.append(feed)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        started, self._started = self._started, []
+        for feed in reversed(started):
+            feed.stop()
+
+    def before_step(self) -> None:
+        """Put the next batch into every feed's variables (``StopIteration`` at the end)."""
+        for feed in self.feeds:
+            feed.before_step()
+
+    def progress_columns(self) -> tuple[ProgressColumn, ...]:
+        return tuple(column for feed in self.feeds for column in feed.progress_columns())
+
+    def __bool__(self) -> bool:
+        return bool(self.feeds)
+
+    def __iter__(self) -> Iterator[DataFeed]:
+        return iter(self.feeds)
