@@ -23,12 +23,12 @@ from full_data_models import Chunked, families, linear, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.exceptions import StreamingNotSupportedError
-from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
 
 import pymc as pm
 import pymc_extras as pmx
 
-from pymc_extras.inference.pathfinder.streaming import full_data_paths
+from pymc_extras.inference.pathfinder import multipath
+from pymc_extras.inference.pathfinder.streaming import full_data_pathfinder as multipath_full_data_pathfinder
 
 N = 2_000
 GROUPS = 60
@@ -133,28 +133,27 @@ def test_fit_pathfinder_accepts_initvals_on_a_streaming_model():
     np.testing.assert_allclose(means, [1.0, -0.5, 0.25], atol=0.15)
 
 
-def test_paths_share_every_pass():
-    """One read of the data per L-BFGS evaluation of the longest path, plus two."""
+def test_paths_share_every_pass(monkeypatch):
+    """Each pass answers one request of every path still running: a run reads the data about
+    as many times as its longest path makes requests, far fewer than all paths together."""
+    made = []
+
+    def remember(*args, **kwargs):
+        made.append(multipath_full_data_pathfinder(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(multipath, "full_data_pathfinder", remember)
     model, chunked = streaming_model("hierarchical")
     chunked.cuts = [1000]
-    paths = full_data_paths(
-        model,
-        num_draws=200,
-        num_elbo_draws=10,
-        jitter=2.0,
-        lbfgs_config=LBFGSConfig().set_default_maxcor(GROUPS + 3),
-        max_init_retries=10,
-        jacobian_correction=True,
-        compile_kwargs={},
-        chunk_size=None,
-        parallel=False,
-    )
     passes = chunked.passes
-    results = dict(paths.generator([11, 12, 13]))
-    assert sorted(results) == [0, 1, 2]
+    fit = {**FIT, "num_paths": 3, "random_seed": 11}
+    pmx.fit(method="pathfinder", model=model, **fit)
+    [pathfinder] = made
     read = chunked.passes - passes
-    assert read == paths.evaluator.passes
-    assert read <= max(paths.evaluations) + 2 < sum(paths.evaluations)
+    assert read == pathfinder.evaluator.passes
+    evaluations = pathfinder.passes.evaluations
+    assert len(evaluations) == 3
+    assert max(evaluations) < read <= sum(evaluations) + 3
 
 
 def test_a_one_shot_source_is_refused_before_starting():
