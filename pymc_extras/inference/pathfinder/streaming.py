@@ -17,7 +17,7 @@ import logging
 import threading
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pytensor
@@ -28,6 +28,7 @@ from pymc.pytensorf import compile
 from pytensor.compile.executor import Function
 
 from pymc_extras.inference.pathfinder.bfgs_sample import _bfgs_sample_pt
+from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
 from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp
 from pymc_extras.streaming.passes import reads_minibatched_data
 
@@ -41,7 +42,7 @@ T = TypeVar("T")
 def full_data_pathfinder(
     model: Model,
     *,
-    maxcor: int,
+    maxcor: int | None,
     jacobian: bool,
     compile_kwargs: dict[str, Any] | None = None,
     chunk_size: int | None = None,
@@ -55,8 +56,9 @@ def full_data_pathfinder(
     ----------
     model : Model
         The model Pathfinder fits.
-    maxcor : int
-        L-BFGS history size (``LBFGSConfig.maxcor``), a dimension of the compiled draws.
+    maxcor : int or None
+        L-BFGS history size (``LBFGSConfig.maxcor``), a dimension of the compiled draws; None
+        takes ``LBFGSConfig``'s default for the model's number of parameters.
     jacobian : bool
         Include the Jacobians of the value transforms (``jacobian_correction``).
     compile_kwargs : dict, optional
@@ -119,13 +121,13 @@ class SharedPasses:
         self._running = set(range(len(jobs)))
         clients = [_Client(index) for index in range(len(jobs))]
 
-        def work(client: _Client, job: Callable[[], T]) -> None:
-            self._local.client = client
+        def work(index: int, job: Callable[[], T]) -> None:
+            self._local.client = clients[index]
             try:
                 with self._baton:
                     result = job()
                 with self._condition:
-                    finished.append((client.index, result))
+                    finished.append((index, result))
             except _Abandoned:
                 pass
             except BaseException as error:  # raised again in the calling thread
@@ -133,14 +135,12 @@ class SharedPasses:
                     errors.append(error)
             finally:
                 with self._condition:
-                    self._running.discard(client.index)
+                    self._running.discard(index)
                     self._condition.notify_all()
 
         threads = [
-            threading.Thread(
-                target=work, args=(client, job), name=f"pathfinder-path-{client.index}", daemon=True
-            )
-            for client, job in zip(clients, jobs)
+            threading.Thread(target=work, args=(i, job), name=f"pathfinder-path-{i}", daemon=True)
+            for i, job in enumerate(jobs)
         ]
         for thread in threads:
             thread.start()
@@ -295,7 +295,7 @@ class FullDataPathfinder:
         self,
         model: Model,
         *,
-        maxcor: int,
+        maxcor: int | None,
         jacobian: bool,
         compile_kwargs: dict[str, Any],
         chunk_size: int,
@@ -304,7 +304,9 @@ class FullDataPathfinder:
             model, jacobian=jacobian, chunk_size=chunk_size, compile_kwargs=compile_kwargs
         )
         self.passes = SharedPasses(self.evaluator)
-        self._sample_fn = _compile_sample_fn(self.evaluator.ndim, maxcor, compile_kwargs)
+        N = self.evaluator.ndim
+        J = LBFGSConfig(maxcor=maxcor).set_default_maxcor(N).maxcor
+        self._sample_fn = _compile_sample_fn(N, cast(int, J), compile_kwargs)
 
     @property
     def logp_functions(self) -> tuple[Callable, Callable]:

@@ -17,9 +17,10 @@ import functools
 import threading
 
 import numpy as np
+import pytensor
 import pytest
 
-from full_data_models import Chunked, families, linear, simulate
+from full_data_models import Chunked, families, linear, radon, radon_like, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.exceptions import StreamingNotSupportedError
@@ -27,8 +28,12 @@ from pymc.exceptions import StreamingNotSupportedError
 import pymc as pm
 import pymc_extras as pmx
 
-from pymc_extras.inference.pathfinder import multipath
-from pymc_extras.inference.pathfinder.streaming import full_data_pathfinder as multipath_full_data_pathfinder
+from pymc_extras.inference.pathfinder import multipath, streaming
+
+# Pathfinder's result leaves streamed observations out of its observed_data group (only one
+# batch of them is in memory), and says so with a UserWarning: documented, and tested with the
+# conversion that raises it (pymc.backends.arviz); here it is expected on every streaming fit.
+pytestmark = pytest.mark.filterwarnings("ignore:observed_data leaves out:UserWarning")
 
 N = 2_000
 GROUPS = 60
@@ -139,7 +144,7 @@ def test_paths_share_every_pass(monkeypatch):
     made = []
 
     def remember(*args, **kwargs):
-        made.append(multipath_full_data_pathfinder(*args, **kwargs))
+        made.append(streaming.full_data_pathfinder(*args, **kwargs))
         return made[-1]
 
     monkeypatch.setattr(multipath, "full_data_pathfinder", remember)
@@ -183,3 +188,20 @@ def test_source_errors_surface_with_their_type_and_nothing_is_left_running(paral
         pmx.fit(method="pathfinder", model=model, parallel=parallel, **FIT)
     names = [thread.name for thread in threading.enumerate()]
     assert not [n for n in names if n.startswith(("pathfinder-path", "pymc-full-data"))]
+
+
+def test_under_float32_streaming_pathfinder_agrees_with_in_memory_pathfinder():
+    """Both fit the same float32 log density, up to rounding in the sums; float32 rounding moves
+    L-BFGS a little either way (in-memory Pathfinder on the same rows in another order moves as
+    much), so the means agree to a fraction of a posterior sd, not bit for bit as in float64."""
+    county, floor, log_radon = radon_like(np.random.default_rng(0))
+    fit = {**SERIAL, "random_seed": 1}
+    with pytensor.config.change_flags(floatX="float32"):
+        reference = pmx.fit(
+            method="pathfinder", model=radon(county, floor, log_radon, as_data=True), **fit
+        )
+        minibatch = pm.Minibatch(county, floor, log_radon, batch_size=64, streaming=True)
+        streamed = pmx.fit(method="pathfinder", model=radon(*minibatch), **fit)
+    (mean, sd), (ref_mean, ref_sd) = moments(streamed), moments(reference)
+    assert np.max(np.abs(mean - ref_mean) / ref_sd) < 0.1
+    np.testing.assert_allclose(sd, ref_sd, rtol=0.1)
