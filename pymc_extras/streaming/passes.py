@@ -16,9 +16,9 @@
 import functools
 
 from collections.abc import Generator, Sequence
+from typing import cast
 
 import numpy as np
-import pytensor.tensor as pt
 
 from pymc.data import MinibatchOp
 from pymc.exceptions import StreamingNotSupportedError
@@ -26,15 +26,15 @@ from pymc.model import Model, modelcontext
 from pymc.model.fgraph import ModelObservedRV
 from pymc.model.transform.basic import remove_minibatched_nodes
 from pymc.model.transform.optimization import freeze_dims_and_data
+from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
+from pymc.streaming.sources import ArraySource, Chunk, Source
+from pymc.streaming.stream import StreamBuffer
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.op import Op
 from pytensor.graph.traversal import ancestors
-
-from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
-from pymc.streaming.sources import ArraySource, Chunk, Source
-from pymc.streaming.stream import StreamBuffer
+from pytensor.tensor.type import TensorType
 
 __all__ = [
     "READ_AHEAD",
@@ -60,10 +60,7 @@ class MinibatchedData:
 
     def __init__(self, key, variables: Sequence[Variable], full: Sequence[Variable] | None):
         self.key = key
-        self.placeholders = [
-            pt.TensorType(var.dtype, shape=(None,) * var.ndim)(name=f"{var.name or 'data'}.chunk")
-            for var in variables
-        ]
+        self.placeholders = [_rows_of_any_number(var) for var in variables]
         self._full = full
 
     def source(self) -> Source:
@@ -81,10 +78,19 @@ class MinibatchedData:
         return ArraySource([np.asarray(var.eval()) for var in self._full])
 
 
+def _rows_of_any_number(var: Variable) -> Variable:
+    """An input like ``var`` (its dtype and dimensions), with any number of rows."""
+    var_type = cast(TensorType, var.type)
+    shape = (None,) * var_type.ndim
+    return TensorType(var_type.dtype, shape=shape)(name=f"{var.name or 'data'}.chunk")
+
+
 @functools.singledispatch
 def _minibatched_outputs(op: Op, node: Apply) -> tuple[list[Variable], list[Variable]] | None:
-    """For a node that draws minibatches of data held in the graph: its minibatch outputs and
-    the full data of each. None for any other node (the default)."""
+    """The minibatch outputs of a node that draws them from data in the graph, and that data.
+
+    None for any other node (the default); register an Op that draws minibatches.
+    """
     return None
 
 
@@ -166,7 +172,7 @@ def data_chunks(source: Source, placeholders: Sequence[Variable]) -> Generator[C
     thread, which stops when the generator is closed: close it (``contextlib.closing``) so that
     no thread outlives a pass that fails.
     """
-    dtypes = [p.dtype for p in placeholders]
+    dtypes = [cast(TensorType, p.type).dtype for p in placeholders]
     if isinstance(source, ArraySource) and source.gathers_rows:
         for chunk in source.chunks():
             yield tuple(np.asarray(a, dtype=d) for a, d in zip(chunk, dtypes))
