@@ -41,7 +41,6 @@ T = TypeVar("T")
 
 def full_data_pathfinder(
     model: Model,
-    *,
     maxcor: int | None,
     jacobian: bool,
     compile_kwargs: dict[str, Any] | None = None,
