@@ -24,6 +24,8 @@ from full_data_models import Chunked, families, linear, radon, radon_like, simul
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.exceptions import StreamingNotSupportedError
+from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
+from pymc_extras.inference.pathfinder.single_path import make_single_pathfinder_fn
 
 import pymc as pm
 import pymc_extras as pmx
@@ -205,3 +207,29 @@ def test_under_float32_streaming_pathfinder_agrees_with_in_memory_pathfinder():
     (mean, sd), (ref_mean, ref_sd) = moments(streamed), moments(reference)
     assert np.max(np.abs(mean - ref_mean) / ref_sd) < 0.1
     np.testing.assert_allclose(sd, ref_sd, rtol=0.1)
+
+
+def test_upstream_single_path_function_runs_unchanged_on_the_provider_functions():
+    """make_single_pathfinder_fn(logp_functions=...) is upstream's path on full-data passes:
+    called directly, outside the shared passes, each request makes a pass of its own, and the
+    path draws what the in-memory model's path draws."""
+    model, chunked = streaming_model("linear")
+    chunked.cuts = [640]
+    config = LBFGSConfig().set_default_maxcor(5)
+    options = {"num_draws": 200, "num_elbo_draws": 10, "jitter": 2.0, "lbfgs_config": config}
+    provider = streaming.full_data_pathfinder(model, config.maxcor, True)
+    path = make_single_pathfinder_fn(model, **options, logp_functions=provider.logp_functions)
+    build, data = FAMILIES["linear"]
+    reference = make_single_pathfinder_fn(build(*data), **options)(7)
+    passes = provider.evaluator.passes
+    result = path(7)
+    assert provider.evaluator.passes - passes > result.lbfgs_niter  # no shared passes here
+    assert result.path_status == reference.path_status
+    assert result.lbfgs_niter == reference.lbfgs_niter
+    np.testing.assert_allclose(result.samples, reference.samples, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(result.logP, reference.logP, rtol=1e-9)
+    x = np.asarray(result.samples[0, 0])
+    passes = provider.evaluator.passes
+    first, again = provider.neg_logp_dlogp(x), provider.neg_logp_dlogp(x)
+    assert provider.evaluator.passes == passes + 1  # the last point is cached
+    np.testing.assert_array_equal(first[1], again[1])
