@@ -102,9 +102,11 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         self.shuffle_buffer = shuffle_buffer
         self.expected_rows = source.num_rows if source.num_rows is not None else expected_rows
         self.check_finite = check_finite
-        specs = source.specs
-        same = dtypes is None or all(d == spec.dtype for d, spec in zip(dtypes, specs))
-        self._dtypes = None if same else tuple(dtypes)  # type: ignore[arg-type]
+        self._dtypes = (
+            None
+            if dtypes is None or all(d == spec.dtype for d, spec in zip(dtypes, source.specs))
+            else tuple(dtypes)
+        )
         self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
         self.offset = int(state["offset"])
