@@ -13,7 +13,7 @@
 #   limitations under the License.
 """Batching: fixed-size batches over epochs, shuffled in bounded memory, at a restorable position."""
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import cast
 
 import numpy as np
@@ -81,6 +81,9 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         Rows an epoch must have, when the source cannot tell (the model's ``total_size``).
     check_finite : bool, default False
         Raise on NaN or infinite values, at the cost of one pass over each window's floats.
+    dtypes : sequence of numpy dtypes, optional
+        The dtype of each output's batches (a stream's float data in ``floatX``), converted once
+        for all the batches of each call of :meth:`next_batches`; the source's own by default.
     """
 
     def __init__(
@@ -92,12 +95,18 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         state: BatcherState,
         expected_rows: int | None = None,
         check_finite: bool = False,
+        dtypes: Sequence[np.dtype] | None = None,
     ):
         self.source = source
         self.batch_size = batch_size
         self.shuffle_buffer = shuffle_buffer
         self.expected_rows = source.num_rows if source.num_rows is not None else expected_rows
         self.check_finite = check_finite
+        self._dtypes = (
+            None
+            if dtypes is None or all(d == spec.dtype for d, spec in zip(dtypes, source.specs))
+            else tuple(dtypes)
+        )
         self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
         self.offset = int(state["offset"])
@@ -159,6 +168,8 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
             data = self._gather(data[0])
             if self.check_finite:
                 self._check_finite(data, self.epoch)
+        if self._dtypes is not None:
+            data = tuple(p.astype(d, copy=False) for p, d in zip(data, self._dtypes))
         return [
             (tuple(part[i * size : (i + 1) * size] for part in data), state)
             for i, state in enumerate(states)

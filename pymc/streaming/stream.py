@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 
 from pymc.exceptions import StreamingError
@@ -122,6 +123,11 @@ class Stream(DataFeed):
         self.check_finite = check_finite
         self.name = name
         self.seed_given = seed is not None
+        # Float data in floatX, as pm.Data converts it: in the buffers and in every batch.
+        self.dtypes = tuple(
+            np.dtype(pytensor.config.floatX) if spec.dtype.kind == "f" else spec.dtype
+            for spec in source.specs
+        )
         self._state: BatcherState = {
             "seed": seed if seed is not None else _fresh_seed(),
             "epoch": 0,
@@ -228,7 +234,7 @@ class Stream(DataFeed):
         """The first rows of the source, repeated to a full batch: valid data before any step."""
         head = self.source.head(self.batch_size)
         rows = np.arange(self.batch_size) % len(head[0])
-        return tuple(np.ascontiguousarray(part[rows]) for part in head)
+        return tuple(np.ascontiguousarray(p[rows], dtype=d) for p, d in zip(head, self.dtypes))
 
     def _make_buffer(self, output: int, value: np.ndarray) -> StreamBuffer:
         # Every batch has batch_size rows, but the type leaves the shape open, as pm.Data does:
@@ -316,6 +322,7 @@ class Stream(DataFeed):
             state=self._state,
             expected_rows=self.total_size,
             check_finite=self.check_finite,
+            dtypes=self.dtypes,
         )
 
     def start_reading(self) -> None:

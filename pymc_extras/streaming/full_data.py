@@ -25,12 +25,13 @@ import pytensor.tensor as pt
 from pymc.exceptions import StreamingNotSupportedError
 from pymc.model import Model, modelcontext
 from pymc.pytensorf import compile, join_nonshared_inputs
+from pymc.streaming.sources import Source, ZippedSource
+from pytensor.compile.executor import Function
 from pytensor.graph.basic import Variable
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.math import variadic_add
 
-from pymc.streaming.sources import Source, ZippedSource
 from pymc_extras.streaming.passes import MinibatchedData, data_chunks, full_data_model
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FullDataLogp", "PassResult"]
@@ -65,7 +66,7 @@ class _DataBlock:
 
     source: Source
     placeholders: list[Variable]  # one per output of the source, in its order
-    fn: object = None
+    fn: Function
 
 
 def _logp_terms(model: Model, data, *, jacobian: bool) -> tuple[list[Variable], list[bool]]:
@@ -183,21 +184,22 @@ class FullDataLogp:
         groups = self._group(data, terms, reads)
         sums = [variadic_add(*(t for t, r in zip(terms, reads) if not r))]
         sums += [variadic_add(*block_terms) for _, block_terms in groups]
-        sums = [pt.cast(term, "float64") for term in sums]
 
         self._point = model.initial_point()
         self.ndim = int(sum(np.size(self._point[v.name]) for v in model.value_vars))
         (once_logp, *block_logps), x = join_nonshared_inputs(self._point, sums, value_vars)
+        self._dtype = np.dtype(x.dtype)  # the model's: floatX, for value variables
         self._blocks = []
         for index, ((members, _), logp) in enumerate(zip(groups, block_logps)):
             sources = [member.source() for member in members]
+            placeholders = [p for member in members for p in member.placeholders]
+            # The first block's function also evaluates the terms without data.
+            once = once_logp if index == 0 else pt.zeros((), dtype=once_logp.dtype)
             block = _DataBlock(
                 source=sources[0] if len(sources) == 1 else ZippedSource(sources),
-                placeholders=[p for member in members for p in member.placeholders],
+                placeholders=placeholders,
+                fn=self._compile(x, once, logp, placeholders, compile_kwargs),
             )
-            # The first block's function also evaluates the terms without data.
-            once = once_logp if index == 0 else pt.zeros((), dtype="float64")
-            block.fn = self._compile(x, once, logp, block.placeholders, compile_kwargs)
             self._blocks.append(block)
 
     # --- building -------------------------------------------------------------------------
@@ -281,8 +283,9 @@ class FullDataLogp:
         """
         grad_points = self._as_points(grad_points, "grad_points")
         value_points = self._as_points(value_points, "value_points")
+        # Each call evaluates in the model's dtype; the sums over chunks are kept in float64.
         logp = np.zeros(len(grad_points))
-        grad = np.zeros_like(grad_points)
+        grad = np.zeros(grad_points.shape)
         value_logp = np.zeros(len(value_points))
         rows_per_call = max(1, self.chunk_size // max(len(grad_points) + len(value_points), 1))
         none = grad_points[:0]
@@ -310,14 +313,14 @@ class FullDataLogp:
 
     def _as_points(self, points, name: str) -> np.ndarray:
         if points is None:
-            return np.empty((0, self.ndim))
-        points = np.asarray(points, dtype=np.float64)
+            return np.empty((0, self.ndim), dtype=self._dtype)
+        points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] != self.ndim:
             raise ValueError(
                 f"{name} must have shape (number of points, {self.ndim}), one raveled point "
                 f"per row, got shape {points.shape}."
             )
-        return np.ascontiguousarray(points)
+        return np.ascontiguousarray(points, dtype=self._dtype)
 
     def logp_dlogp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Full-data log density and gradient at one raveled point (one pass)."""

@@ -13,24 +13,28 @@
 #   limitations under the License.
 """Full-data models: a minibatched model's data as inputs of any length, read in chunks."""
 
+import functools
+
 from collections.abc import Generator, Sequence
+from typing import cast
 
 import numpy as np
-import pytensor.tensor as pt
 
 from pymc.data import MinibatchOp
 from pymc.exceptions import StreamingNotSupportedError
 from pymc.model import Model, modelcontext
-from pymc.model.fgraph import ModelObservedRV, fgraph_from_model, model_from_fgraph
-from pymc.variational.minibatch_rv import MinibatchRandomVariable
-from pytensor.graph.basic import Variable
-from pytensor.graph.fg import FunctionGraph
-from pytensor.graph.replace import clone_replace
-from pytensor.graph.traversal import ancestors
-
+from pymc.model.fgraph import ModelObservedRV
+from pymc.model.transform.basic import remove_minibatched_nodes
+from pymc.model.transform.optimization import freeze_dims_and_data
 from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import ArraySource, Chunk, Source
 from pymc.streaming.stream import StreamBuffer
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
+from pytensor.graph.basic import Apply, Variable
+from pytensor.graph.fg import FunctionGraph
+from pytensor.graph.op import Op
+from pytensor.graph.traversal import ancestors
+from pytensor.tensor.type import TensorType
 
 __all__ = [
     "READ_AHEAD",
@@ -56,10 +60,7 @@ class MinibatchedData:
 
     def __init__(self, key, variables: Sequence[Variable], full: Sequence[Variable] | None):
         self.key = key
-        self.placeholders = [
-            pt.TensorType(var.dtype, shape=(None,) * var.ndim)(name=f"{var.name or 'data'}.chunk")
-            for var in variables
-        ]
+        self.placeholders = [_rows_of_any_number(var) for var in variables]
         self._full = full
 
     def source(self) -> Source:
@@ -73,8 +74,24 @@ class MinibatchedData:
                     "re-iterable, a zero-argument function returning a fresh iterator, or arrays."
                 )
             return stream.source
-        # Upstream's in-memory pm.Minibatch: its inputs hold the full data.
+        # Data held in the graph (an in-memory pm.Minibatch): its full data, read in chunks.
         return ArraySource([np.asarray(var.eval()) for var in self._full])
+
+
+def _rows_of_any_number(var: Variable) -> Variable:
+    """An input like ``var`` (its dtype and dimensions), with any number of rows."""
+    var_type = cast(TensorType, var.type)
+    shape = (None,) * var_type.ndim
+    return TensorType(var_type.dtype, shape=shape)(name=f"{var.name or 'data'}.chunk")
+
+
+@functools.singledispatch
+def _minibatched_outputs(op: Op, node: Apply) -> tuple[list[Variable], list[Variable]] | None:
+    """The minibatch outputs of a node that draws them from data in the graph, and that data.
+
+    None for any other node (the default); register an Op that draws minibatches.
+    """
+    return None
 
 
 def minibatched_data(graphs: Sequence[Variable]) -> dict[Variable, tuple[MinibatchedData, int]]:
@@ -87,47 +104,59 @@ def minibatched_data(graphs: Sequence[Variable]) -> dict[Variable, tuple[Minibat
             if id(stream) not in groups:
                 groups[id(stream)] = MinibatchedData(stream, stream.buffers, None)
             found[var] = (groups[id(stream)], var.output)
-        elif var.owner is not None and isinstance(var.owner.op, MinibatchOp):
-            node = var.owner  # its last input and output are the random generator
-            if node not in groups:
-                groups[node] = MinibatchedData(node, node.outputs[:-1], node.inputs[:-1])
-            found[var] = (groups[node], node.outputs.index(var))
+        elif var.owner is not None:
+            node = var.owner
+            drawn = _minibatched_outputs(node.op, node)
+            if drawn is not None and var in drawn[0]:
+                if node not in groups:
+                    groups[node] = MinibatchedData(node, *drawn)
+                found[var] = (groups[node], drawn[0].index(var))
     return found
 
 
 def full_data_model(model: Model) -> tuple[Model, dict[Variable, MinibatchedData]]:
     """Copy ``model``, its minibatched data made inputs of any number of rows, observed unscaled.
 
+    PyMC's ``remove_minibatched_nodes``, with the data replaced by those inputs instead of the
+    full data that an in-memory ``pm.Minibatch`` holds, and the observations that read it freed
+    of their ``total_size`` scaling. ``model`` is left unchanged.
+
     Returns the copy and those inputs, each with the data it stands for.
     """
-    # Initial values do not change the log density, and fgraph_from_model refuses them.
-    initial_values = dict(model.rvs_to_initial_values)
-    model.rvs_to_initial_values.update(dict.fromkeys(initial_values))
-    try:
-        fgraph, _ = fgraph_from_model(model)
-    finally:
-        model.rvs_to_initial_values.update(initial_values)
-    found = minibatched_data(fgraph.outputs)
+    found: dict[Variable, tuple[MinibatchedData, int]] = {}
+
+    def replace_data(fgraph: FunctionGraph, replacements: dict) -> dict:
+        found.update(minibatched_data(fgraph.outputs))
+        for node in list(fgraph.toposort()):
+            rv = node.inputs[0] if isinstance(node.op, ModelObservedRV) else None
+            if rv is not None and isinstance(rv.owner.op, MinibatchRandomVariable):
+                if minibatched_data(node.inputs[:2]):  # observes minibatched data: unscaled
+                    fgraph.replace(rv, rv.owner.inputs[0], import_missing=True)
+        placeholders = {var: member.placeholders[i] for var, (member, i) in found.items()}
+        return {**replacements, **placeholders}
+
+    full_model = remove_minibatched_nodes(_without_initial_values(model), replace_data)
     if not found:
         raise StreamingNotSupportedError(
             "The model reads no pm.Minibatch (streaming or in memory), so it has no data to "
             "pass over. Use its own logp (model.compile_logp) instead."
         )
-    for node in fgraph.toposort():
-        rv = node.inputs[0] if isinstance(node.op, ModelObservedRV) else None
-        if rv is not None and isinstance(rv.owner.op, MinibatchRandomVariable):
-            if minibatched_data(node.inputs[:2]):  # observes minibatched data: drop total_size
-                fgraph.replace(rv, rv.owner.inputs[0], import_missing=True)
-    replace = {var: member.placeholders[i] for var, (member, i) in found.items()}
-    # Rebuilt non-strictly, so that no static shape of a batch survives (as
-    # pymc.model.transform.remove_minibatched_nodes does), keeping coords and dims.
-    outputs = clone_replace(fgraph.outputs, replace, rebuild_strict=False)
-    new_fgraph = FunctionGraph(outputs=outputs, clone=False)
-    new_fgraph._coords = fgraph._coords  # type: ignore[attr-defined]
-    new_fgraph._dim_lengths = fgraph._dim_lengths  # type: ignore[attr-defined]
-    full_model = model_from_fgraph(new_fgraph, mutate_fgraph=True)
     members = {id(member): member for member, _ in found.values()}.values()
     return full_model, {p: member for member in members for p in member.placeholders}
+
+
+def _without_initial_values(model: Model) -> Model:
+    """``model`` itself, or a copy of it without initial values if it has some.
+
+    ``fgraph_from_model``, and so ``remove_minibatched_nodes``, refuses initial values, which
+    play no part in a log density. PyMC's own ``freeze_dims_and_data`` carries them over to a
+    copy (freezing nothing here), from which they are dropped: that copy is ours to change.
+    """
+    if all(value is None for value in model.rvs_to_initial_values.values()):
+        return model
+    copy = freeze_dims_and_data(model, dims=[], data=[])
+    copy.rvs_to_initial_values.update(dict.fromkeys(copy.rvs_to_initial_values))
+    return copy
 
 
 def reads_minibatched_data(model: Model | None = None) -> bool:
@@ -143,7 +172,7 @@ def data_chunks(source: Source, placeholders: Sequence[Variable]) -> Generator[C
     thread, which stops when the generator is closed: close it (``contextlib.closing``) so that
     no thread outlives a pass that fails.
     """
-    dtypes = [p.dtype for p in placeholders]
+    dtypes = [cast(TensorType, p.type).dtype for p in placeholders]
     if isinstance(source, ArraySource) and source.gathers_rows:
         for chunk in source.chunks():
             yield tuple(np.asarray(a, dtype=d) for a, d in zip(chunk, dtypes))
@@ -159,3 +188,12 @@ def data_chunks(source: Source, placeholders: Sequence[Variable]) -> Generator[C
             yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
     finally:
         reader.stop()
+
+
+@_minibatched_outputs.register(MinibatchOp)
+def _in_memory_minibatch(op: MinibatchOp, node: Apply) -> tuple[list[Variable], list[Variable]]:
+    """Upstream's in-memory ``pm.Minibatch``: its inputs hold the full data of its outputs.
+
+    Its last input and output are the random generator that draws the rows.
+    """
+    return node.outputs[:-1], node.inputs[:-1]

@@ -98,3 +98,28 @@ def families(data: Data) -> dict:
             (data.group, data.y_grouped),
         ),
     }
+
+
+def radon_like(rng, *, n=919, counties=85):
+    """Data shaped like PyMC's radon example: county index, floor (0/1), log radon."""
+    county = rng.integers(counties, size=n)
+    floor = rng.binomial(1, 0.2, size=n).astype(np.float64)
+    alpha = 1.5 + 0.3 * rng.normal(size=counties)
+    log_radon = alpha[county] - 0.7 * floor + 0.75 * rng.normal(size=n)
+    return county, floor, log_radon
+
+
+def radon(county, floor, log_radon, *, counties=85, as_data=False):
+    """PyMC's radon example (varying intercepts, one slope); ``as_data`` wraps the covariates in
+    pm.Data, which converts float data to floatX as a stream does."""
+    with pm.Model() as model:
+        if as_data:
+            county = pm.Data("county", county)
+            floor = pm.Data("floor", floor)
+        mu_alpha = pm.Normal("mu_alpha", 0, 10)
+        sigma_alpha = pm.HalfNormal("sigma_alpha", 5)
+        alpha = pm.Normal("alpha", mu_alpha, sigma_alpha, shape=counties)
+        beta = pm.Normal("beta", 0, 10)
+        eps = pm.HalfCauchy("eps", 5)
+        pm.Normal("log_radon", alpha[county] + beta * floor, eps, observed=log_radon)
+    return model

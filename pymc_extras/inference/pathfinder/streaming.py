@@ -11,94 +11,68 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Pathfinder on minibatched data: all paths share exact full-data passes over the data."""
+"""Pathfinder on minibatched data: its log densities by exact full-data passes, one per round."""
 
 import logging
 import threading
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from pymc.blocking import DictToArrayBijection
-from pymc.initial_point import make_initial_point_fn
-from pymc.model.core import Point
+from pymc.model import Model
 from pymc.pytensorf import compile
-from pymc.util import _get_seeds_per_chain
-from pymc_extras.inference.pathfinder.bfgs_sample import _bfgs_sample_pt, alpha_step_numpy
-from pymc_extras.inference.pathfinder.lbfgs import (
-    LBFGS,
-    LBFGSConfig,
-    LBFGSException,
-    LBFGSInitFailed,
-    LBFGSStatus,
-    LBFGSStreamingCallback,
-    _check_lbfgs_curvature_condition,
-)
-from pymc_extras.inference.pathfinder.results import (
-    PathfinderResult,
-    PathInvalidLogP,
-    PathInvalidLogQ,
-    PathStatus,
-    SingleStepPathException,
-)
+from pytensor.compile.executor import Function
 
-from pymc import Model
+from pymc_extras.inference.pathfinder.bfgs_sample import _bfgs_sample_pt
+from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
 from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp
 from pymc_extras.streaming.passes import reads_minibatched_data
 
-__all__ = ["FullDataPaths", "SharedPasses", "full_data_paths"]
+__all__ = ["FullDataPathfinder", "SharedPasses", "full_data_pathfinder"]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def full_data_paths(
+
+def full_data_pathfinder(
     model: Model,
-    *,
-    num_draws: int,
-    num_elbo_draws: int,
-    jitter: float,
-    lbfgs_config: LBFGSConfig,
-    max_init_retries: int,
-    jacobian_correction: bool,
-    compile_kwargs: dict[str, Any] | None,
-    chunk_size: int | None,
-    parallel: bool,
-) -> "FullDataPaths | None":
-    """Pathfinder paths on exact full-data passes, for a model that reads ``pm.Minibatch``.
+    maxcor: int | None,
+    jacobian: bool,
+    compile_kwargs: dict[str, Any] | None = None,
+    chunk_size: int | None = None,
+) -> "FullDataPathfinder | None":
+    """Pathfinder's log densities on exact full-data passes, for a model that reads minibatches.
 
-    Returns None for a model that reads no minibatch (streaming or in memory), which upstream's
-    Pathfinder then fits as it always has. Called by ``multipath_pathfinder``; the options are
-    those of :func:`pymc_extras.inference.fit_pathfinder`.
+    Called by ``multipath_pathfinder``. Returns None for a model that reads no ``pm.Minibatch``
+    (streaming or in memory), which upstream's Pathfinder fits as it always has.
 
     Parameters
     ----------
+    model : Model
+        The model Pathfinder fits.
+    maxcor : int or None
+        L-BFGS history size (``LBFGSConfig.maxcor``), a dimension of the compiled draws; None
+        takes ``LBFGSConfig``'s default for the model's number of parameters.
+    jacobian : bool
+        Include the Jacobians of the value transforms (``jacobian_correction``).
+    compile_kwargs : dict, optional
+        Passed to :func:`pymc.pytensorf.compile`.
     chunk_size : int, optional
         Rows of data evaluated per compiled call for one point, default
-        :data:`pymc_extras.streaming.full_data.DEFAULT_CHUNK_SIZE` (65,536). Memory during a pass is
-        bounded by it; see :class:`pymc_extras.streaming.full_data.FullDataLogp`.
-    parallel : bool
-        Accepted for compatibility: the paths always run side by side in this process, because
-        one read of the data then serves every path (see :class:`SharedPasses`).
+        :data:`pymc_extras.streaming.full_data.DEFAULT_CHUNK_SIZE` (65,536). Memory during a
+        pass is bounded by it; see :class:`pymc_extras.streaming.full_data.FullDataLogp`.
     """
     if not reads_minibatched_data(model):
         return None
-    if parallel:
-        logger.info(
-            "Pathfinder on minibatched data runs its paths side by side in this process, so "
-            "that each pass over the data serves all of them; parallel=True starts no workers."
-        )
-    return FullDataPaths(
+    return FullDataPathfinder(
         model,
-        num_draws=num_draws,
-        num_elbo_draws=num_elbo_draws,
-        jitter=jitter,
-        lbfgs_config=lbfgs_config,
-        max_init_retries=max_init_retries,
-        jacobian_correction=jacobian_correction,
+        maxcor=maxcor,
+        jacobian=jacobian,
         compile_kwargs=compile_kwargs or {},
         chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size,
     )
@@ -107,39 +81,50 @@ def full_data_paths(
 class SharedPasses:
     """Run jobs side by side in threads; one pass over the data answers all their requests.
 
-    Each job runs in its own thread and asks for full-data evaluations through a
-    :class:`_PassClient`, which blocks until the answer arrives. When every unfinished job is
-    waiting, the calling thread runs one pass of the :class:`FullDataLogp` for all requests
-    together. Only one job runs Python code at a time (a baton passed at each request), so jobs
-    may share compiled functions. Each pass holds the ``k``-th request of every job still
-    running, whatever the timing of the threads, so the results are reproducible.
+    Each job runs in its own thread and asks for full-data evaluations through
+    :meth:`logp_dlogp` and :meth:`logp`, which block until the answer arrives. When every
+    unfinished job is waiting, the calling thread runs one pass of the :class:`FullDataLogp`
+    for all requests together. Only one job runs Python code at a time (a baton passed at each
+    request), so jobs may share compiled functions. Each pass holds the ``k``-th request of every
+    job still running, whatever the timing of the threads, so the results are reproducible.
+    Called from a thread that runs no job, :meth:`logp_dlogp` and :meth:`logp` make a pass of
+    their own.
 
     Failures: an error raised by a job or by a pass (a source's error, with its original type
     and traceback) stops the other jobs at their next request and is raised in the calling
     thread once every thread has ended. No thread outlives :meth:`run`.
+
+    Attributes
+    ----------
+    evaluations : list of int
+        Distinct points at which each job of the last run asked for the value and gradient (its
+        L-BFGS evaluations, over all its attempts).
     """
 
     def __init__(self, evaluator: FullDataLogp):
         self.evaluator = evaluator
+        self.evaluations: list[int] = []
         self._condition = threading.Condition()
         self._baton = threading.Lock()
+        self._local = threading.local()
         self._waiting: dict[int, tuple[str, np.ndarray]] = {}
         self._answers: dict[int, Any] = {}
         self._running: set[int] = set()
         self._abandoned = False
 
-    def run(self, jobs: list[Callable[["_PassClient"], Any]]) -> Iterator[tuple[int, Any]]:
+    def run(self, jobs: Sequence[Callable[[], T]]) -> Iterator[tuple[int, T]]:
         """Yield ``(index, result)`` of each job as it finishes."""
-        finished: list[tuple[int, Any]] = []
+        finished: list[tuple[int, T]] = []
         errors: list[BaseException] = []
         self._abandoned = False
         self._running = set(range(len(jobs)))
+        clients = [_Client(index) for index in range(len(jobs))]
 
-        def work(index: int, job) -> None:
-            client = _PassClient(self, index)
+        def work(index: int, job: Callable[[], T]) -> None:
+            self._local.client = clients[index]
             try:
-                with client.turn():
-                    result = job(client)
+                with self._baton:
+                    result = job()
                 with self._condition:
                     finished.append((index, result))
             except _Abandoned:
@@ -186,6 +171,30 @@ class SharedPasses:
                 thread.join()
             self._waiting.clear()
             self._answers.clear()
+            self.evaluations = [client.evaluations for client in clients]
+
+    def logp_dlogp(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Full-data log density and gradient at ``x``; the calling job's last point is cached."""
+        client = self._client()
+        x = np.asarray(x, dtype=np.float64)
+        if client.cached is None or not np.array_equal(client.cached[0], x):
+            client.evaluations += 1
+            logp, grad = self._request(client, "grad", x.copy())
+            client.cached = (x.copy(), (np.asarray(logp), grad))
+        return client.cached[1]
+
+    def logp(self, points: np.ndarray) -> np.ndarray:
+        """Full-data log density at each row of ``points``."""
+        points = np.asarray(points, dtype=np.float64)
+        if not len(points):
+            return np.zeros(0)
+        return self._request(self._client(), "value", points)
+
+    def _client(self) -> "_Client":
+        client = getattr(self._local, "client", None)
+        if client is None:  # a thread that runs no job
+            client = self._local.client = _Client(None)
+        return client
 
     def _answer(self, requests: dict[int, tuple[str, np.ndarray]]) -> dict[int, Any]:
         """One pass over the data for every waiting request."""
@@ -204,7 +213,10 @@ class SharedPasses:
             start = stop
         return answers
 
-    def _request(self, index: int, kind: str, points: np.ndarray):
+    def _request(self, client: "_Client", kind: str, points: np.ndarray):
+        if client.index is None:
+            return self._answer({0: (kind, points)})[0]
+        index = client.index
         with self._condition:
             self._waiting[index] = (kind, points)
             self._condition.notify_all()
@@ -220,118 +232,28 @@ class SharedPasses:
 
 
 class _Abandoned(BaseException):
-    """Ends a job whose requests will never be answered (another job or a pass failed)."""
+    """Ends a job whose requests will never be answered (another job or a pass failed).
 
-
-class _PassClient:
-    """A job's handle on the shared passes: full-data evaluations that block until answered."""
-
-    def __init__(self, passes: SharedPasses, index: int):
-        self._passes = passes
-        self._index = index
-        self._cached: tuple[np.ndarray, tuple] | None = None
-        self.evaluations = 0  # distinct points whose value and gradient were asked for
-
-    def turn(self):
-        return self._passes._baton
-
-    def neg_logp_dlogp(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(-logp, -dlogp)`` at ``x``, as L-BFGS minimises; the last point is cached."""
-        x = np.asarray(x, dtype=np.float64)
-        if self._cached is None or not np.array_equal(self._cached[0], x):
-            self.evaluations += 1
-            logp, grad = self._passes._request(self._index, "grad", x.copy())
-            self._cached = (x.copy(), (-np.asarray(logp), -grad))
-        return self._cached[1]
-
-    def logp(self, points: np.ndarray) -> np.ndarray:
-        """Full-data log density at each row of ``points``."""
-        points = np.asarray(points, dtype=np.float64)
-        if not len(points):
-            return np.zeros(0)
-        return self._passes._request(self._index, "value", points)
-
-
-class _DeferredElboCallback(LBFGSStreamingCallback):
-    """Upstream's step callback, with the log densities of the ELBO draws left for later.
-
-    Each accepted step is checked, updates the inverse-Hessian estimate and draws its ELBO
-    sample exactly as upstream does (same random numbers, in the same order), but the full-data
-    log densities of all steps' draws are computed together after L-BFGS ends, in one pass
-    shared with the other paths (:meth:`score`).
+    A ``BaseException``, so that the job's own ``except Exception`` clauses (better_optimize
+    turns an ``Exception`` raised by the objective into a failed optimisation) let it through.
     """
 
-    def __init__(self, *, sample_fn, **kwargs):
-        super().__init__(sample_logp_fn=None, **kwargs)
-        self._sample_fn = sample_fn
-        self._steps: list[dict] = []
 
-    def __call__(self, intermediate) -> None:
-        # Upstream's LBFGSStreamingCallback.__call__, up to its sampling.
-        if hasattr(intermediate, "x"):
-            x = np.asarray(intermediate.x, dtype=np.float64)
-            value = float(intermediate.fun)
-            g = getattr(intermediate, "jac", None)
-            g = self.value_grad_fn(x)[1] if g is None else np.asarray(g, dtype=np.float64)
-        else:
-            x = np.asarray(intermediate, dtype=np.float64)
-            value, g = self.value_grad_fn(x)
-        s = x - self.x_prev
-        z = g - self.g_prev
-        if not (np.all(np.isfinite(g)) and np.isfinite(value)):
-            return None
-        if not _check_lbfgs_curvature_condition(s, z, self.epsilon):
-            return None
-        alpha = alpha_step_numpy(self.alpha_prev, s, z)
-        self.win_idx = (self.win_idx + 1) % self.J
-        self.s_win[:, self.win_idx] = s
-        self.z_win[:, self.win_idx] = z
-        u = self._rng.standard_normal((self.num_elbo_draws, self._N))
-        state = {
-            "alpha": alpha.copy(),
-            "s_win": self.s_win.copy(),
-            "z_win": self.z_win.copy(),
-            "x": x.copy(),
-            "g": g.copy(),
-        }
-        phi, logQ, _ = self._sample_fn(x, g, alpha, self.s_win, self.z_win, u)
-        self._steps.append({"state": state, "phi": np.asarray(phi), "logQ": np.asarray(logQ)})
-        self.alpha_prev = alpha
-        self.x_prev = x.copy()
-        self.g_prev = g.copy()
-        self.step_count += 1
-        if self.progress_callback is not None:
-            self.progress_callback({"iteration": self.step_count})
-        return None
+class _Client:
+    """One job's state: its index in :meth:`SharedPasses.run` (None outside it) and its cache."""
 
-    def score(self, logp: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Estimate every step's ELBO from one request, and keep the best step as upstream."""
-        if not self._steps:
-            return
-        logP_all = logp(np.concatenate([step["phi"] for step in self._steps]))
-        for index, (step, logP) in enumerate(
-            zip(self._steps, np.split(logP_all, len(self._steps)))
-        ):
-            finite = np.isfinite(logP)
-            if not np.any(finite):
-                elbo = -np.inf
-            else:
-                elbo = float(np.mean(np.where(finite, logP, -np.inf) - step["logQ"]))
-                if not np.isfinite(elbo):
-                    elbo = -np.inf
-            if np.isfinite(elbo):
-                self.any_valid = True
-            if elbo > self.best_elbo:
-                self.best_elbo = elbo
-                self.best_state = step["state"]
-                self.best_step_idx = index
-        self._steps = []
-        if self.progress_callback is not None:
-            self.progress_callback({"best_elbo": self.best_elbo})
+    def __init__(self, index: int | None):
+        self.index = index
+        self.cached: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None
+        self.evaluations = 0
 
 
-def _compile_sample_fn(N: int, J: int, compile_kwargs: dict):
-    """Upstream's draws from the L-BFGS Gaussian approximation, without the model's logp."""
+def _compile_sample_fn(N: int, J: int, compile_kwargs: dict) -> Function:
+    """Upstream's draws from the L-BFGS Gaussian approximation, without the model's logp.
+
+    Compiled as upstream's ``make_pathfinder_sample_fn`` compiles them, from the same graph
+    (``_bfgs_sample_pt``), with the model's log density left to a full-data pass.
+    """
     x, g, alpha = (pt.vector(name, dtype="float64") for name in ("x", "g", "alpha"))
     s_win, z_win, u = (pt.matrix(name, dtype="float64") for name in ("s_win", "z_win", "u"))
     outputs = _bfgs_sample_pt(x, g, alpha, s_win, z_win, u, J, N)
@@ -344,165 +266,98 @@ def _compile_sample_fn(N: int, J: int, compile_kwargs: dict):
     return fn
 
 
-class FullDataPaths:
-    """Compiled full-data Pathfinder paths for one model; see :func:`full_data_paths`.
+class FullDataPathfinder:
+    """Upstream's Pathfinder paths, with every log density evaluated on the full data.
 
-    The per-path algorithm is upstream's ``make_single_pathfinder_fn`` (same seeds, jitter,
-    retries, statuses and random draws), with every log density evaluated on the full data
-    through :class:`SharedPasses`. A path makes one request per distinct L-BFGS evaluation,
-    one for the ELBO draws of all its steps, and one for its final draws: so a run reads the
-    data at most (the largest path's L-BFGS evaluations + 2) times, plus retries.
+    Upstream's ``make_single_pathfinder_fn`` compiles two functions of the model's log density:
+    ``neg_logp_dlogp_func(x)`` for L-BFGS and ``sample_logp_func(x, g, alpha, s_win, z_win, u)``
+    for the draws of the ELBO and of the final approximation. :attr:`logp_functions` are their
+    full-data equivalents, which it takes instead (``make_single_pathfinder_fn(...,
+    logp_functions=...)``); everything else a path does (seeds, jitter, retries, statuses, the
+    choice of the best step, progress) is upstream's own code. :meth:`make_generator` replaces
+    upstream's ``make_generator``: it runs each path in its own thread, and each pass over the
+    data answers the pending request of every path still running (:class:`SharedPasses`).
+
+    A path requests one pass per distinct L-BFGS evaluation, one per accepted step (its ELBO
+    draws) and one for its final draws; a run reads the data once per round of requests, so
+    about as many times as its longest path makes requests.
 
     Attributes
     ----------
     evaluator : FullDataLogp
         The full-data log density; ``evaluator.passes`` and ``evaluator.rows_read`` count reads.
-    evaluations : list of int
-        L-BFGS evaluations of each path in the last run (excluding retries' earlier attempts).
+    passes : SharedPasses
+        Runs the paths; ``passes.evaluations`` counts each path's L-BFGS evaluations.
     """
 
     def __init__(
         self,
         model: Model,
         *,
-        num_draws: int,
-        num_elbo_draws: int,
-        jitter: float,
-        lbfgs_config: LBFGSConfig,
-        max_init_retries: int,
-        jacobian_correction: bool,
+        maxcor: int | None,
+        jacobian: bool,
         compile_kwargs: dict[str, Any],
         chunk_size: int,
     ):
         self.evaluator = FullDataLogp(
-            model,
-            jacobian=jacobian_correction,
-            chunk_size=chunk_size,
-            compile_kwargs=compile_kwargs,
+            model, jacobian=jacobian, chunk_size=chunk_size, compile_kwargs=compile_kwargs
         )
-        ip = Point(make_initial_point_fn(model=model)(None), model=model)
-        self.x_base = DictToArrayBijection.map(ip).data
-        self.num_draws = num_draws
-        self.num_elbo_draws = num_elbo_draws
-        self.jitter = jitter
-        self.config = lbfgs_config
-        self.max_init_retries = max_init_retries
-        self.sample_fn = _compile_sample_fn(len(self.x_base), lbfgs_config.maxcor, compile_kwargs)
-        self.evaluations: list[int] = []
+        self.passes = SharedPasses(self.evaluator)
+        N = self.evaluator.ndim
+        J = LBFGSConfig(maxcor=maxcor).set_default_maxcor(N).maxcor
+        self._sample_fn = _compile_sample_fn(N, cast(int, J), compile_kwargs)
 
-    def generator(
-        self, seeds: list[int], progress_callbacks: list[Callable | None] | None = None
-    ) -> Iterator[tuple[int, PathfinderResult]]:
-        """Run one path per seed, side by side; yield ``(path, result)`` as each finishes."""
+    @property
+    def logp_functions(self) -> tuple[Callable, Callable]:
+        """``(neg_logp_dlogp_func, sample_logp_func)`` for ``make_single_pathfinder_fn``."""
+        return self.neg_logp_dlogp, self.sample_logp
+
+    def neg_logp_dlogp(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(-logp, -dlogp)`` at ``x``, as L-BFGS minimises (upstream's ``neg_logp_dlogp_func``)."""
+        logp, grad = self.passes.logp_dlogp(x)
+        return -logp, -grad
+
+    def sample_logp(
+        self,
+        x: np.ndarray,
+        g: np.ndarray,
+        alpha: np.ndarray,
+        s_win: np.ndarray,
+        z_win: np.ndarray,
+        u: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(phi, logQ, logP, inv_hessian_diag)`` as upstream's ``sample_logp_func``.
+
+        The draws ``phi`` and their ``logQ`` come from upstream's graph; ``logP``, their
+        full-data log density, from a pass.
+        """
+        phi, logQ, inv_hessian_diag = self._sample_fn(x, g, alpha, s_win, z_win, u)
+        return phi, logQ, self.passes.logp(phi), inv_hessian_diag
+
+    def make_generator(
+        self,
+        parallel: bool,
+        fn: Callable[[int, Callable | None], T],
+        seeds: list[int],
+        cores: int,
+        blas_cores: int | None = None,
+        progress_callbacks: list[Callable | None] | None = None,
+        mp_ctx: Any = None,
+    ) -> Iterator[tuple[int, T]]:
+        """Run ``fn(seed, progress_callback)`` for each seed side by side; yield ``(path, result)``.
+
+        Takes the arguments of upstream's ``make_generator``. The paths always run in threads of
+        this process, whatever ``parallel`` and ``cores`` say, because one read of the data then
+        serves every path: worker processes would each read all of it at every evaluation.
+        """
+        if parallel:
+            logger.info(
+                "Pathfinder on minibatched data runs its paths side by side in this process, so "
+                "that each pass over the data serves all of them; parallel=True starts no workers."
+            )
         callbacks = progress_callbacks or [None] * len(seeds)
-        self.evaluations = [0] * len(seeds)
 
-        def job(path: int):
-            def run(client: _PassClient) -> PathfinderResult:
-                try:
-                    return self._path(seeds[path], callbacks[path], client)
-                finally:
-                    self.evaluations[path] = client.evaluations
+        def job(seed: int, callback: Callable | None) -> Callable[[], T]:
+            return lambda: fn(seed, callback)
 
-            return run
-
-        passes = SharedPasses(self.evaluator)
-        yield from passes.run([job(path) for path in range(len(seeds))])
-
-    def _path(
-        self, random_seed: int, progress_callback: Callable | None, client: _PassClient
-    ) -> PathfinderResult:
-        """Upstream's ``single_pathfinder_fn``, on full-data passes."""
-        config, N = self.config, len(self.x_base)
-        if progress_callback is not None:
-            progress_callback({"status": "running"})
-        lbfgs = LBFGS(
-            client.neg_logp_dlogp,
-            config.maxcor,
-            config.maxiter,
-            config.ftol,
-            config.gtol,
-            config.maxls,
-            config.epsilon,
-        )
-        lbfgs_status = LBFGSStatus.LBFGS_FAILED
-        try:
-            base_init, elbo_seed, final_seed = _get_seeds_per_chain(random_seed, 3)
-            for attempt in range(self.max_init_retries + 1):
-                try:
-                    rng = np.random.default_rng(base_init + attempt)
-                    x0 = self.x_base + rng.uniform(-self.jitter, self.jitter, size=N)
-                    client.evaluations = 0
-                    callback = _DeferredElboCallback(
-                        sample_fn=self.sample_fn,
-                        value_grad_fn=client.neg_logp_dlogp,
-                        x0=x0,
-                        num_elbo_draws=self.num_elbo_draws,
-                        rng=np.random.default_rng(elbo_seed + attempt),
-                        J=config.maxcor,
-                        epsilon=config.epsilon,
-                        progress_callback=progress_callback,
-                    )
-                    lbfgs_niter, lbfgs_status = lbfgs.minimize_streaming(callback, x0)
-                    if lbfgs_status in {
-                        LBFGSStatus.INIT_FAILED,
-                        LBFGSStatus.INIT_FAILED_LOW_UPDATE_PCT,
-                    }:
-                        raise LBFGSInitFailed(lbfgs_status)
-                    if lbfgs_status == LBFGSStatus.LBFGS_FAILED:
-                        raise LBFGSException()
-                    if lbfgs_niter < 2:
-                        raise SingleStepPathException()
-                    callback.score(client.logp)
-                    if not callback.any_valid:
-                        raise PathInvalidLogP()
-                    best = callback.best_state
-                    u_final = np.random.default_rng(final_seed).standard_normal((self.num_draws, N))
-                    if progress_callback is not None:
-                        progress_callback({"status": "sampling"})
-                    phi, logQ, inv_hessian_diag = self.sample_fn(
-                        best["x"], best["g"], best["alpha"], best["s_win"], best["z_win"], u_final
-                    )
-                    logQ = np.asarray(logQ)[None]
-                    if np.all(~np.isfinite(logQ)):
-                        raise PathInvalidLogQ()
-                    logP = client.logp(np.asarray(phi))[None]
-                    break
-                except (
-                    LBFGSInitFailed,
-                    SingleStepPathException,
-                    PathInvalidLogP,
-                    PathInvalidLogQ,
-                ) as error:
-                    if attempt < self.max_init_retries:
-                        if progress_callback is not None:
-                            progress_callback({"status": f"retry {attempt + 1}"})
-                        continue
-                    failed_lbfgs = isinstance(error, LBFGSInitFailed)
-                    if progress_callback is not None:
-                        progress_callback({"status": "lbfgs_fail" if failed_lbfgs else "failed"})
-                    if failed_lbfgs:
-                        return PathfinderResult(
-                            lbfgs_status=error.status, path_status=PathStatus.LBFGS_FAILED
-                        )
-                    return PathfinderResult(lbfgs_status=lbfgs_status, path_status=error.status)
-        except LBFGSException as error:
-            if progress_callback is not None:
-                progress_callback({"status": "lbfgs_fail"})
-            return PathfinderResult(lbfgs_status=error.status, path_status=PathStatus.LBFGS_FAILED)
-
-        elbo_argmax = callback.best_step_idx
-        path_status = PathStatus.ELBO_ARGMAX_AT_ZERO if elbo_argmax == 0 else PathStatus.SUCCESS
-        if progress_callback is not None:
-            status = "elbo@0" if path_status == PathStatus.ELBO_ARGMAX_AT_ZERO else "ok"
-            progress_callback({"status": status, "lbfgs_steps": int(lbfgs_niter)})
-        return PathfinderResult(
-            samples=np.asarray(phi)[None],
-            logP=logP,
-            logQ=logQ,
-            lbfgs_niter=lbfgs_niter,
-            elbo_argmax=elbo_argmax,
-            inv_hessian_diag=np.asarray(inv_hessian_diag)[None],
-            lbfgs_status=lbfgs_status,
-            path_status=path_status,
-        )
+        yield from self.passes.run([job(seed, cb) for seed, cb in zip(seeds, callbacks)])

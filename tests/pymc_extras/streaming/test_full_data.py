@@ -16,17 +16,18 @@
 import threading
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from full_data_models import Chunked, families, linear, simulate
+from full_data_models import Chunked, families, hierarchical, linear, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.pytensorf import compile, join_nonshared_inputs
 
 import pymc as pm
 
-from pymc.streaming import SourceDataError, StreamingNotSupportedError
+from pymc.streaming import SourceDataError, StreamingNotSupportedError, get_stream
 from pymc_extras.streaming.full_data import FullDataLogp
 from pymc_extras.streaming.passes import reads_minibatched_data
 
@@ -202,3 +203,55 @@ def test_source_errors_surface_with_their_type_and_no_reader_is_left(error):
         full.logp_dlogp(np.zeros(full.ndim))
     assert raised.value is error
     assert not [t for t in threading.enumerate() if t.name == "pymc-full-data-pass"]
+
+
+def test_a_model_with_initial_values_is_evaluated_and_keeps_them():
+    """fgraph_from_model refuses initial values; the user's model keeps them, untouched."""
+    with pm.Model() as model:
+        X_mb, y_mb = pm.Minibatch(X, Y_LINEAR, batch_size=64, streaming=True)
+        beta = pm.Normal("beta", 0, 2, shape=3, initval=np.array([0.5, -0.5, 0.1]))
+        sigma = pm.HalfNormal("sigma", 2, initval=1.5)
+        pm.Normal("y", X_mb @ beta, sigma, observed=y_mb)
+    before = dict(model.rvs_to_initial_values)
+    full = FullDataLogp(model)
+    assert model.rvs_to_initial_values.keys() == before.keys()
+    assert all(model.rvs_to_initial_values[rv] is value for rv, value in before.items())
+    with pm.Model() as in_memory:
+        beta = pm.Normal("beta", 0, 2, shape=3)
+        sigma = pm.HalfNormal("sigma", 2)
+        pm.Normal("y", X @ beta, sigma, observed=Y_LINEAR)
+    x = np.array([0.4, -0.3, 0.2, 0.1])
+    value, grad = full.logp_dlogp(x)
+    reference = in_memory_logp_dlogp(in_memory)
+    np.testing.assert_allclose(value, reference(x)[0], rtol=1e-10)
+    np.testing.assert_allclose(grad, reference(x)[1], rtol=1e-8)
+
+
+def test_under_float32_streamed_floats_and_passes_follow_floatX_and_sums_stay_float64():
+    """Float data in floatX, as pm.Data converts it; integers as they are; passes evaluated in
+    the model's float32, their sums over chunks kept in float64."""
+    with pytensor.config.change_flags(floatX="float32"):
+        chunked = Chunked(X, Y_LINEAR)
+        chunked.cuts = [100, 700]
+        X_mb, y_mb = pm.Minibatch(chunked, batch_size=64, streaming=True)
+        g_mb, yg_mb = pm.Minibatch(DATA.group, DATA.y_grouped, batch_size=64, streaming=True)
+        assert (X_mb.dtype, y_mb.dtype, g_mb.dtype, yg_mb.dtype) == (
+            "float32",
+            "float32",
+            "int64",
+            "float32",
+        )
+        assert [part.dtype for part in get_stream(X_mb).next_batch()] == [np.float32] * 2
+        assert [part.dtype for part in get_stream(g_mb).next_batch()] == [np.int64, np.float32]
+        full = FullDataLogp(linear(X_mb, y_mb), chunk_size=256)
+        reference = in_memory_logp_dlogp(linear(X.astype("float32"), Y_LINEAR.astype("float32")))
+        hierarchical_full = FullDataLogp(hierarchical(g_mb, yg_mb, groups=GROUPS))
+        points = np.random.default_rng(3).normal(scale=0.3, size=(3, full.ndim))
+        result = full.evaluate(points, points)
+    assert result.logp.dtype == result.grad.dtype == result.value_logp.dtype == np.float64
+    expected = [reference(point.astype("float32")) for point in points]
+    np.testing.assert_allclose(result.logp, [logp for logp, _ in expected], rtol=1e-5)
+    np.testing.assert_allclose(result.value_logp, result.logp, rtol=1e-6)
+    for grad, (_, expected_grad) in zip(result.grad, expected):
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-2)
+    assert hierarchical_full.logp_dlogp(np.zeros(hierarchical_full.ndim))[1].dtype == np.float64
