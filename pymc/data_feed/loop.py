@@ -13,14 +13,12 @@
 #   limitations under the License.
 """The hook of a fitting loop: start its step function's feeds, feed every step, stop them."""
 
-import sys
-
 from collections.abc import Iterator
 from types import TracebackType
 
 import numpy as np
 
-from rich.progress import ProgressColumn
+from rich.progress import Progress, ProgressColumn
 
 from pymc.data_feed.feeds import DataFeed, FedSharedVariable, data_feeds_in
 
@@ -43,17 +41,20 @@ class DataFeeds:
 
     Examples
     --------
-    A fitting loop uses it as ``Inference.fit`` does:
+    A fitting loop uses it as ``Inference.fit`` does (or as a context manager, ``with feeds:``):
 
     .. code-block:: python
 
         with feeding_data():
             step = compile([], loss, updates=updates)
         feeds = DataFeeds(step, restart=True, rng=rng)
-        with feeds:
+        try:
+            feeds.start(progress)  # the feeds' progress columns join the bar's
             for _ in range(n):
                 feeds.before_step()
                 step()
+        finally:
+            feeds.stop()
     """
 
     def __init__(self, function=None, *, restart: bool = True, rng=None):
@@ -76,14 +77,29 @@ class DataFeeds:
         sequences = np.random.SeedSequence(seed).spawn(len(self.feeds))
         return [int(sequence.generate_state(1)[0]) for sequence in sequences]
 
-    def __enter__(self) -> "DataFeeds":
+    def start(self, progress: Progress | None = None) -> None:
+        """Start every feed (and add their columns to ``progress``, a rich progress bar).
+
+        If one fails to start, those started before it are stopped, and the error raised.
+        """
         for feed, seed in zip(self.feeds, self._seeds()):
             try:
                 feed.start(restart=self.restart, random_seed=seed)
             except BaseException:
-                self.__exit__(*sys.exc_info())
+                self.stop()
                 raise
             self._started.append(feed)
+        if progress is not None:
+            progress.columns = (*progress.columns, *self.progress_columns())
+
+    def stop(self) -> None:
+        """Stop the feeds that were started, last first; safe to call more than once."""
+        started, self._started = self._started, []
+        for feed in reversed(started):
+            feed.stop()
+
+    def __enter__(self) -> "DataFeeds":
+        self.start()
         return self
 
     def __exit__(
@@ -92,9 +108,7 @@ class DataFeeds:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        started, self._started = self._started, []
-        for feed in reversed(started):
-            feed.stop()
+        self.stop()
 
     def before_step(self) -> None:
         """Put the next batch into every feed's variables (``StopIteration`` at the end)."""

@@ -86,7 +86,7 @@ def test_parts_that_read_no_streamed_data_still_compile():
     draws = pm.sample_prior_predictive(draws=5, model=model, var_names=["beta"])
     assert draws.prior["beta"].shape == (1, 5, 2)
     approx = pm.fit(20, model=model, progressbar=False)
-    with pytest.warns(UserWarning, match="observed_data leaves out y: its data is streamed"):
+    with pytest.warns(UserWarning, match="observed_data leaves out y, streamed by stream"):
         idata = approx.sample(10)
     assert idata.posterior["beta"].shape == (1, 10, 2) and "y" not in idata.get("observed_data", {})
     log_prior = pm.compute_log_prior(idata, model=model, progressbar=False)  # exact: no data
