@@ -24,7 +24,9 @@ items come last. The series is sound when
 Inside a file of ours, lines between ``# fork-only: begin`` and ``# fork-only: end``, and lines
 ending in ``# fork-only``, belong to the fork alone (a compatibility path for the fork's own
 earlier API, say): the PR that owns the file gets it without them, and the fork-only step
-puts them back.
+puts them back. Likewise lines between ``# series: <id>: begin`` and ``# series: <id>: end``, and
+lines ending in ``# series: <id>``, belong to the later PR ``<id>``, which adds them to a file an
+earlier PR added (an import that registers that PR's module, say).
 """
 
 import tempfile
@@ -40,23 +42,52 @@ from forktool.patchset import apply_patch, patch_content, read_patches
 from forktool.sdist import pristine_files
 from forktool.series_plan import DistributionPlan, Entry
 
-__all__ = ["Series", "Step", "compose", "without_fork_only"]
+__all__ = ["Series", "Step", "compose", "render", "without_fork_only"]
 
-_BEGIN, _END, _LINE = b"# fork-only: begin", b"# fork-only: end", b"# fork-only"
+_FORK_ONLY = "fork-only"
+
+
+def _tag(line: bytes) -> tuple[str, str] | None:
+    """``(owner, "begin" | "end" | "line")`` of a tagged line; owner is a PR id or fork-only."""
+    text = line.decode("utf-8", "replace").rstrip()
+    marker = text.rpartition("#")[2].strip() if "#" in text else ""
+    if marker.startswith("series:"):
+        marker = marker.removeprefix("series:").strip()
+    elif not marker.startswith(_FORK_ONLY):
+        return None
+    owner, _, edge = (part.strip() for part in marker.partition(":"))
+    if edge in ("begin", "end") and text.lstrip().startswith("#"):
+        return owner, edge
+    return (owner, "line") if not edge else None
+
+
+def render(content: bytes, applied: set[str]) -> bytes:
+    """``content`` with only the tagged lines of the entries ``applied`` so far (module doc)."""
+    kept, skipping = [], False
+    for line in content.splitlines(keepends=True):
+        tag = _tag(line)
+        if tag is not None and tag[1] != "line":  # a block's edge: kept with its block
+            skipping = tag[1] == "begin" and tag[0] not in applied
+            if tag[0] in applied:
+                kept.append(line)
+        elif not skipping and (tag is None or tag[0] in applied):
+            kept.append(line)
+    return b"".join(kept)
 
 
 def without_fork_only(content: bytes) -> bytes:
-    """``content`` without its fork-only lines (see the module docstring)."""
-    kept, skipping = [], False
-    for line in content.splitlines(keepends=True):
-        marker = line.strip()
-        if marker == _BEGIN:
-            skipping = True
-        elif marker == _END:
-            skipping = False
-        elif not skipping and not line.rstrip().endswith(_LINE):
-            kept.append(line)
-    return b"".join(kept)
+    """``content`` as the PR series has it, before the fork-only step."""
+    return render(content, _ALL_PRS)
+
+
+class _Everything(set):
+    """Every PR id, but not fork-only: what the last PR of a series has applied."""
+
+    def __contains__(self, owner: object) -> bool:
+        return owner != _FORK_ONLY
+
+
+_ALL_PRS = _Everything()
 
 
 @dataclass
@@ -153,21 +184,24 @@ def _apply_hunks(
 
 
 def _step(
-    entry: Entry, dist: Distribution, inputs: _Inputs, tree: dict[str, bytes], problems: list[str]
+    entry: Entry,
+    dist: Distribution,
+    inputs: _Inputs,
+    tree: dict[str, bytes],
+    problems: list[str],
+    applied: set[str],
 ) -> tuple[Step, list[str], dict[str, list[int]]]:
     files = _files_of(entry, dist, inputs, problems)
     hunks = _hunks_of(entry, dist, inputs, problems)
     tree = dict(tree)
-    for relative in files:
-        content = inputs.ours[relative].read_bytes()
-        tree[relative] = content if entry.fork_only else without_fork_only(content)
-    restored = []
-    if entry.fork_only:  # the fork-only lines of the files that PRs own
-        for relative, path in inputs.ours.items():
-            content = path.read_bytes()
-            if tree.get(relative) == without_fork_only(content) != content:
-                tree[relative] = content
-                restored.append(relative)
+    applied = {*applied, _FORK_ONLY if entry.fork_only else entry.id}
+    retagged = []
+    for relative, path in inputs.ours.items():
+        if relative in files or relative in tree:
+            content = render(path.read_bytes(), applied)
+            if relative not in files and tree[relative] != content:
+                retagged.append(relative)  # lines tagged for this entry join a file added earlier
+            tree[relative] = content
     for relative, numbers in hunks.items():
         patched, complaint = _apply_hunks(relative, tree[relative], inputs.diffs[relative], numbers)
         if patched is None:
@@ -179,7 +213,7 @@ def _step(
             )
         else:
             tree[relative] = patched
-    changed = sorted(set(files) | set(hunks) | set(restored))
+    changed = sorted(set(files) | set(hunks) | set(retagged))
     return Step(entry, tree, changed), files, hunks
 
 
@@ -212,6 +246,20 @@ def _check_ownership(
                 )
             elif len(owners) > 1:
                 problems.append(f"{name} is listed more than once in series.toml: {owners}.")
+    return problems
+
+
+def _check_tags(dist: Distribution, inputs: _Inputs, ids: set[str]) -> list[str]:
+    """Lines tagged for a PR that the plan does not have (a typo would drop them silently)."""
+    problems = []
+    for path in inputs.ours.values():
+        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+            tag = _tag(line)
+            if tag is not None and tag[0] != _FORK_ONLY and tag[0] not in ids:
+                problems.append(
+                    f"{path.relative_to(dist.root)}:{number} is tagged for PR {tag[0]!r}, which "
+                    f"series.toml [{dist.name}] does not have; its PRs are {sorted(ids)}."
+                )
     return problems
 
 
@@ -250,8 +298,10 @@ def compose(dist: Distribution, plan: DistributionPlan) -> Series:
     file_owners: dict[str, list[str]] = {}
     hunk_owners: dict[tuple[str, int], list[str]] = {}
     tree = inputs.pristine
+    applied: set[str] = set()
     for entry in (*plan.prs, plan.fork_only):
-        step, files, hunks = _step(entry, dist, inputs, tree, series.problems)
+        step, files, hunks = _step(entry, dist, inputs, tree, series.problems, applied)
+        applied.add(_FORK_ONLY if entry.fork_only else entry.id)
         for relative in files:
             file_owners.setdefault(relative, []).append(entry.label)
         for relative, numbers in hunks.items():
@@ -259,6 +309,7 @@ def compose(dist: Distribution, plan: DistributionPlan) -> Series:
                 hunk_owners.setdefault((relative, number), []).append(entry.label)
         series.steps.append(step)
         tree = step.tree
+    series.problems += _check_tags(dist, inputs, {entry.id for entry in plan.prs})
     series.problems += _check_ownership(dist, inputs, file_owners, hunk_owners)
     series.problems += _check_descriptions(dist, plan)
     if not series.problems:

@@ -167,6 +167,21 @@ def test_fork_only_lines_of_a_file_stay_out_of_its_pr_and_come_back_last(dist):
     assert "pymc/streaming/__init__.py" in fork_only.changed
 
 
+def test_lines_tagged_for_a_later_pr_join_a_file_when_that_pr_applies(dist):
+    hook = "def hook():\n    pass\nimport extra  # series: docs\n"
+    _write(dist.root, "pymc/streaming/__init__.py", hook)
+    first, second, _ = compose(dist, _plan(dist)).steps
+    assert first.tree["pymc/streaming/__init__.py"] == b"def hook():\n    pass\n"
+    assert second.tree["pymc/streaming/__init__.py"] == hook.encode()
+    assert "pymc/streaming/__init__.py" in second.changed
+
+
+def test_a_line_tagged_for_an_unknown_pr_is_reported(dist):
+    _write(dist.root, "pymc/streaming/__init__.py", "import extra  # series: nope\n")
+    [problem] = compose(dist, _plan(dist)).problems
+    assert "pymc/streaming/__init__.py:1 is tagged for PR 'nope'" in problem
+
+
 def test_every_file_and_hunk_must_be_in_exactly_one_entry(dist):
     plan = PLAN.replace('patches = ["pymc/long.py#2"]', 'patches = ["pymc/long.py#1"]')
     plan = plan.replace(
