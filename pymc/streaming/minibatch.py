@@ -14,7 +14,9 @@
 """``pm.Minibatch(..., streaming=True)``: minibatches read from a source, not held in memory."""
 
 import itertools
+import math
 import numbers
+import os
 
 import numpy as np
 
@@ -30,6 +32,55 @@ DEFAULT_PREFETCH = 16
 """Batches prepared ahead by the background reader: 16 × 256 rows × 10 float64 ≈ 330 kB."""
 
 _stream_numbers = itertools.count()
+
+MEMORY_FRACTION = 0.5
+"""Prefetched batches or a shuffle window may take at most this share of the machine's memory:
+beyond it, ``pm.Minibatch`` refuses the option rather than let the fit grow into a MemoryError."""
+
+
+def _physical_memory() -> int | None:
+    """Bytes of memory of this machine, when the system says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes(count: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
+        count /= 1000
+    raise AssertionError  # pragma: no cover
+
+
+def _check_memory(option: str, value: int, held: int, what: str, advice: str) -> None:
+    """Refuse an option whose memory, ``held`` bytes, could never fit in this machine."""
+    memory = _physical_memory()
+    if memory is None or held <= MEMORY_FRACTION * memory:
+        return
+    raise ValueError(
+        f"{option}={value:,} would hold {what} ({_bytes(held)}), more than half of this "
+        f"machine's memory ({_bytes(memory)}). {advice}"
+    )
+
+
+def _check_num_rows(source) -> int | None:
+    """The source's row count as a Python int; refuse one that is not a count, or no rows."""
+    rows = source.num_rows
+    if rows is None:
+        return None
+    if isinstance(rows, bool) or not isinstance(rows, numbers.Integral) or rows < 0:
+        raise SourceDataError(
+            f"The source ({source!r}) reports num_rows={rows!r}, which is not a number of rows. "
+            "A source's num_rows must be a non-negative integer, or None when unknown."
+        )
+    if rows == 0:
+        raise SourceDataError(
+            f"The source ({source!r}) has no rows. Check the files or data it reads."
+        )
+    source.num_rows = int(rows)  # numpy integers too, which total_size cannot take
+    return source.num_rows
 
 
 def _check_count(name: str, value, *, minimum: int) -> int:
@@ -140,6 +191,7 @@ def streaming_minibatch(
         total_size = _check_count("total_size", total_size, minimum=1)
     seed = _seed_of(random_seed)
     source = as_source(*sources)
+    _check_num_rows(source)
     if source.num_rows is not None and total_size is not None and total_size != source.num_rows:
         raise SourceDataError(
             f"total_size={total_size} but the source has {source.num_rows} rows. Leave "
@@ -153,6 +205,22 @@ def streaming_minibatch(
             f"batch_size={batch_size} is larger than the {rows} rows of the source. Use a "
             "batch_size of at most the number of rows."
         )
+    row_bytes = sum(spec.dtype.itemsize * math.prod(spec.row_shape) for spec in source.specs)
+    _check_memory(
+        "prefetch",
+        prefetch,
+        prefetch * batch_size * row_bytes,
+        f"{prefetch:,} batches of {batch_size:,} rows ahead of the fit",
+        "Use a smaller prefetch: the default, 16, keeps the reader ahead of the fit.",
+    )
+    window_rows = min(shuffle_buffer, rows if rows is not None else shuffle_buffer)
+    _check_memory(
+        "shuffle_buffer",
+        shuffle_buffer,
+        window_rows * (8 if source.gathers_rows else row_bytes),
+        f"a window of {window_rows:,} rows",
+        "Use a smaller shuffle_buffer, or shuffle the data on disk once.",
+    )
     stream = Stream(
         source,
         batch_size=batch_size,

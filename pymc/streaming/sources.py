@@ -104,6 +104,20 @@ class Source(ABC):
         """Up to ``rows`` rows from the start of the data, without starting a pass."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release the files, memory maps and readers the source holds open.
+
+        The source stays usable: a later read opens what it needs again. A stream calls this
+        when a fit ends, so a fitted model holds nothing open; ``with source:`` calls it at the
+        end of the block. Subclasses that hold resources override it.
+        """
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
 
 class BlockSource(Source):
     """A source stored in blocks that are read whole (row groups, record batches, partitions).
@@ -185,12 +199,46 @@ def _arrow_to_numpy(obj, where: str) -> np.ndarray:
     return arrays[0]
 
 
+def _native(array: np.ndarray) -> np.ndarray:
+    """``array`` in the machine's byte order, which PyTensor needs (a copy if it is not)."""
+    if array.dtype.isnative:
+        return array
+    return array.astype(array.dtype.newbyteorder("="))
+
+
+def _pandas_to_numpy(obj: pd.DataFrame | pd.Series, where: str) -> np.ndarray:
+    """Convert a DataFrame or Series; refuse missing values of nullable and Arrow dtypes.
+
+    ``to_numpy`` turns ``pd.NA`` of a nullable integer column into NaN or into objects, which
+    would either reach the model as NaN or be refused as non-numeric: say what it is instead.
+    """
+    frame = obj.to_frame() if isinstance(obj, pd.Series) else obj
+    dtypes = []
+    for j, (name, dtype) in enumerate(frame.dtypes.items()):
+        if isinstance(dtype, np.dtype):
+            dtypes.append(dtype)
+            continue
+        missing = int(frame.iloc[:, j].isna().sum())
+        if missing:
+            label = "the Series" if isinstance(obj, pd.Series) else f"column {name!r}"
+            raise SourceDataError(
+                f"{where}: {label} ({dtype}) has {missing} missing value(s) (pd.NA). Streaming "
+                "minibatches need complete numeric data: drop or impute them (e.g. "
+                "df.dropna() or df.fillna(...)) before streaming."
+            )
+        numpy_dtype = getattr(dtype, "numpy_dtype", None)
+        dtypes.append(np.dtype(numpy_dtype) if numpy_dtype is not None else np.dtype(object))
+    if dtypes and all(dtype.kind in _NUMERIC_KINDS for dtype in dtypes):
+        return obj.to_numpy(dtype=np.result_type(*dtypes))
+    return obj.to_numpy()
+
+
 def _to_array(obj, where: str) -> np.ndarray:
     """Convert one output of a chunk to a numpy array with rows on the first axis."""
     if isinstance(obj, np.ndarray):
         array = obj
     elif isinstance(obj, pd.DataFrame | pd.Series):
-        array = obj.to_numpy()
+        array = _pandas_to_numpy(obj, where)
     elif _is_arrow(obj):
         array = _arrow_to_numpy(obj, where)
     elif isinstance(obj, list | range) or np.isscalar(obj):
@@ -221,9 +269,11 @@ def to_chunk(obj, where: str = "chunk") -> Chunk:
         If the chunk is not numeric or its outputs have different numbers of rows.
     """
     if isinstance(obj, tuple):
-        parts = tuple(_to_array(part, f"{where}, output {i}") for i, part in enumerate(obj))
+        parts = tuple(
+            _native(_to_array(part, f"{where}, output {i}")) for i, part in enumerate(obj)
+        )
     else:
-        parts = (_to_array(obj, where),)
+        parts = (_native(_to_array(obj, where)),)
     rows = {len(part) for part in parts}
     if len(rows) > 1:
         lengths = ", ".join(str(len(part)) for part in parts)
@@ -235,7 +285,7 @@ def to_chunk(obj, where: str = "chunk") -> Chunk:
 
 
 def _row_count(value, what: str) -> int:
-    """A number of rows: a non-negative integer (numpy integers too, never a bool)."""
+    """A number of rows: a positive integer (numpy integers too, never a bool)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise SourceDataError(f"{what} must be an integer number of rows, got {value!r}.")
     if value < 1:
@@ -253,7 +303,21 @@ def _declared_rows(obj) -> int | None:
 
 
 def _spec_of(chunk: Chunk) -> tuple[OutputSpec, ...]:
-    return tuple(OutputSpec(part.dtype, part.shape[1:]) for part in chunk)
+    return tuple(OutputSpec(part.dtype.newbyteorder("="), part.shape[1:]) for part in chunk)
+
+
+def _changed_by_cast(part: np.ndarray, cast: np.ndarray) -> np.ndarray | None:
+    """Positions of the values that ``part.astype(cast.dtype)`` changed, or None if none did.
+
+    Integers must survive exactly; floats may round, but not overflow to infinity.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if part.dtype.kind == "f" and cast.dtype.kind == "f":
+            changed = np.isfinite(part) & ~np.isfinite(cast)
+        else:
+            changed = cast.astype(part.dtype) != part
+    changed = np.asarray(changed)
+    return np.flatnonzero(changed.ravel()) if changed.any() else None
 
 
 def _conform(chunk: Chunk, specs: tuple[OutputSpec, ...], where: str) -> Chunk:
@@ -275,7 +339,20 @@ def _conform(chunk: Chunk, specs: tuple[OutputSpec, ...], where: str) -> Chunk:
                     f"{where}, output {i}: dtype {part.dtype} where the first chunk had "
                     f"{spec.dtype}. Give every chunk the same dtype."
                 )
-            part = part.astype(spec.dtype)
+            with np.errstate(over="ignore", invalid="ignore"):
+                cast = part.astype(spec.dtype)
+            if not np.can_cast(part.dtype, spec.dtype, casting="safe"):
+                changed = _changed_by_cast(part, cast)
+                if changed is not None:
+                    first = changed[0]
+                    raise SourceDataError(
+                        f"{where}, output {i}: {len(changed)} value(s) of dtype {part.dtype} "
+                        f"do not fit the first chunk's dtype {spec.dtype}, which every chunk "
+                        f"is cast to (e.g. {part.ravel()[first].item()!r} would become "
+                        f"{cast.ravel()[first].item()!r}). Give every chunk the same dtype, wide "
+                        f"enough for all of the data (e.g. chunk.astype(np.{part.dtype}))."
+                    )
+            part = cast
         conformed.append(part)
     return tuple(conformed)
 
@@ -310,10 +387,10 @@ class ArraySource(Source):
             yield self.read(start, start + self._read_rows)
 
     def read(self, start: int, stop: int) -> Chunk:
-        return tuple(np.asarray(array[start:stop]) for array in self.arrays)
+        return tuple(_native(np.asarray(array[start:stop])) for array in self.arrays)
 
     def take(self, rows: np.ndarray) -> Chunk:
-        return tuple(np.take(array, rows, axis=0) for array in self.arrays)
+        return tuple(_native(np.take(array, rows, axis=0)) for array in self.arrays)
 
     def head(self, rows: int) -> Chunk:
         return self.read(0, rows)
@@ -400,6 +477,11 @@ class IterableSource(Source):
     def head(self, rows: int) -> Chunk:
         return tuple(part[:rows] for part in self._head)
 
+    def close(self) -> None:
+        """Let go of the pass opened to learn the outputs; a one-shot iterator is kept."""
+        if self.restartable and self._first_pass is not None:
+            self._first_pass, self._first_chunk = None, None
+
     def __repr__(self) -> str:
         return f"IterableSource({self._describe})"
 
@@ -452,6 +534,10 @@ class ZippedSource(Source):
         heads = [source.head(rows) for source in self.sources]
         take = min(len(head[0]) for head in heads)
         return tuple(part[:take] for head in heads for part in head)
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
 
     def __repr__(self) -> str:
         return f"ZippedSource({', '.join(map(repr, self.sources))})"

@@ -1,0 +1,224 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Hostile input and faults of the stream core: declared sizes, bad data, Ctrl-C and threads."""
+
+import _thread
+import threading
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pymc.exceptions import SourceDataError
+
+import pymc as pm
+
+from pymc.streaming import get_stream
+from pymc.streaming.batching import Batcher
+from pymc.streaming.sources import OutputSpec, Source
+
+N = 600
+RNG = np.random.default_rng(3)
+X = RNG.normal(size=(N, 2))
+Y = X @ [1.0, -2.0] + RNG.normal(size=N)
+
+
+def reader_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("pymc-stream")]
+
+
+def regression(source=(X, Y), **minibatch):
+    minibatch.setdefault("batch_size", 50)
+    with pm.Model() as model:
+        X_mb, y_mb = pm.Minibatch(*source, streaming=True, **minibatch)
+        beta = pm.Normal("beta", 0, 10, shape=2)
+        pm.Normal("y", X_mb @ beta, 1, observed=y_mb)
+    return model, get_stream(X_mb)
+
+
+# --- declared sizes -----------------------------------------------------------------------------
+
+
+# --- bad data -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first, later, match",
+    [
+        (
+            np.array([1, 2], np.int8),
+            np.array([1000, 3]),
+            r"1 value\(s\) of dtype int64 do not fit .* int8.*1000 would become -24",
+        ),
+        (
+            np.array([1.0], np.float16),
+            np.array([1e6, 3.0]),
+            r"of dtype float64 do not fit .* float16.*1000000.0 would become inf",
+        ),
+        (np.array([1.0], np.float32), np.array([2**40 + 1]), r"int64 do not fit .* float32"),
+    ],
+    ids=["int8", "float16", "int-to-float32"],
+)
+def test_a_later_chunk_whose_values_do_not_fit_the_first_chunks_dtype_is_refused(
+    first, later, match
+):
+    rows = len(first) + len(later)
+    stream = get_stream(
+        pm.Minibatch(lambda: iter([first, later]), batch_size=1, streaming=True, total_size=rows)
+    )
+    with pytest.raises(SourceDataError, match=match):
+        for _ in range(rows):
+            stream.next_batch()
+
+
+def test_later_chunks_of_other_dtypes_that_fit_are_cast():
+    chunks = [np.array([1, 2], np.int8), np.array([100, -3]), np.array([0.5], np.float32)]
+    stream = get_stream(
+        pm.Minibatch(lambda: iter(chunks[:2]), batch_size=4, streaming=True, total_size=4)
+    )
+    batch = stream.next_batch()[0]
+    assert batch.dtype == np.int8 and sorted(batch) == [-3, 1, 2, 100]
+    floats = [np.array([0.1], np.float32), np.array([0.1, 1e-3])]  # rounding is not refused
+    stream = get_stream(pm.Minibatch(floats, batch_size=3, streaming=True, shuffle_buffer=0))
+    assert stream.next_batch()[0].dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pd.Series(pd.array([1, None, 3, 4], dtype="Int64")),
+        pd.DataFrame({"a": pd.array([1, None, 3, 4], dtype="Int64"), "b": [1.0, 2.0, 3.0, 4.0]}),
+        pd.DataFrame({"a": pd.array([1.5, 2.0, None, 4.0], dtype="Float64")}),
+    ],
+    ids=["series-Int64", "frame-Int64", "frame-Float64"],
+)
+def test_missing_values_of_nullable_pandas_columns_are_refused(data):
+    with pytest.raises(SourceDataError, match=r"has 1 missing value\(s\) \(pd\.NA\).*dropna"):
+        pm.Minibatch(data, batch_size=2, streaming=True)
+    with pytest.raises(SourceDataError, match=r"missing value\(s\) \(pd\.NA\)"):
+        pm.Minibatch([data], batch_size=2, streaming=True)
+
+
+def test_nullable_pandas_columns_without_missing_values_stream_as_numbers():
+    frame = pd.DataFrame({"a": pd.array([1, 2, 3], dtype="Int64"), "b": [0.5, 1.5, 2.5]})
+    batch = get_stream(pm.Minibatch(frame, batch_size=3, streaming=True)).next_batch()[0]
+    assert batch.dtype == np.float64 and sorted(batch[:, 0]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", ["array", "memmap", "chunks"])
+def test_big_endian_data_streams_in_the_machines_byte_order(kind, tmp_path):
+    data = np.arange(100.0).astype(">f8")
+    if kind == "memmap":
+        np.save(tmp_path / "be.npy", data)
+        data = np.load(tmp_path / "be.npy", mmap_mode="r")
+    source = [data[:60], data[60:]] if kind == "chunks" else data
+    x_mb = pm.Minibatch(source, batch_size=100, streaming=True)
+    assert x_mb.dtype == "float64"
+    stream = get_stream(x_mb)
+    batch = stream.next_batch()[0]
+    assert batch.dtype.isnative and sorted(batch) == list(range(100))
+    stream.refresh()  # the next epoch's batch, into the model
+    np.testing.assert_array_equal(np.sort(x_mb.eval()), np.arange(100.0))
+
+
+class Counted(Source):
+    """A source that reports its rows with whatever type the test gives."""
+
+    def __init__(self, num_rows):
+        self.num_rows = num_rows
+        self.specs = (OutputSpec(np.dtype(float), ()),)
+
+    def chunks(self):
+        yield (np.arange(500.0),)
+
+    def head(self, rows):
+        return (np.arange(float(rows)),)
+
+
+def test_a_numpy_integer_row_count_is_taken_as_rows():
+    with pm.Model():
+        y_mb = pm.Minibatch(Counted(np.int64(500)), batch_size=10, streaming=True)
+        obs = pm.Normal("y", 0, 1, observed=y_mb)
+    assert obs.owner.inputs[1].eval() == 500  # total_size, inferred
+
+
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        (-5, r"num_rows=-5, which is not a number of rows"),
+        (2.5, r"num_rows=2.5, which is not a number of rows"),
+        (0, r"has no rows"),
+    ],
+    ids=["negative", "float", "zero"],
+)
+def test_a_bad_row_count_of_a_source_is_refused(rows, match):
+    with pytest.raises(SourceDataError, match=match):
+        pm.Minibatch(Counted(rows), batch_size=10, streaming=True)
+
+
+def test_a_prefetch_that_cannot_fit_in_memory_is_refused():
+    def endless():
+        while True:
+            yield np.zeros((100, 10))
+
+    with pytest.raises(ValueError, match=r"prefetch=1,000,000,000 would hold .* half of this"):
+        pm.Minibatch(endless, batch_size=100, streaming=True, total_size=10**6, prefetch=10**9)
+    with pytest.raises(ValueError, match=r"shuffle_buffer=10,000,000,000,000 would hold"):
+        pm.Minibatch(
+            endless, batch_size=100, streaming=True, total_size=10**15, shuffle_buffer=10**13
+        )
+
+
+def test_streams_read_together_in_one_likelihood_are_refused():
+    # As PyMC's radon notebook writes it: one pm.Minibatch call per variable.
+    county = np.arange(N) % 7
+    with pm.Model():
+        county_mb = pm.Minibatch(county, batch_size=50, streaming=True)
+        x_mb = pm.Minibatch(X[:, 0], batch_size=50, streaming=True)
+        y_mb = pm.Minibatch(Y, batch_size=50, streaming=True)
+        a = pm.Normal("a", 0, 1, shape=7)
+        b = pm.Normal("b", 0, 1)
+        with pytest.raises(SourceDataError, match=r"reads 3 separate data feeds"):
+            pm.Normal("y", a[county_mb] + b * x_mb, 1, observed=y_mb)
+
+
+# --- Ctrl-C and threads --------------------------------------------------------------------------
+
+
+class Closing(Source):
+    """An in-memory source that counts how often it is closed."""
+
+    random_access = True
+
+    def __init__(self):
+        self.num_rows, self.specs, self.closed = N, (OutputSpec(np.dtype(float), ()),), 0
+
+    def chunks(self):
+        yield self.read(0, N)
+
+    def read(self, start, stop):
+        return (Y[start:stop],)
+
+    def head(self, rows):
+        return self.read(0, rows)
+
+    def close(self):
+        self.closed += 1
+
+
+def test_sources_are_context_managers():
+    with Closing() as source:
+        assert source.read(0, 2)[0].shape == (2,)
+    assert source.closed == 1
