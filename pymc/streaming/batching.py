@@ -13,7 +13,7 @@
 #   limitations under the License.
 """Batching: fixed-size batches over epochs, shuffled in bounded memory, at a restorable position."""
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import cast
 
 import numpy as np
@@ -22,7 +22,7 @@ from pymc.exceptions import SourceDataError
 
 from pymc.streaming.sources import BlockSource, Chunk, Source
 
-__all__ = ["DEFAULT_SHUFFLE_BUFFER", "Batcher", "BatcherState"]
+__all__ = ["DEFAULT_SHUFFLE_BUFFER", "BatcherState", "Batcher", "BlockOrder"]
 
 DEFAULT_SHUFFLE_BUFFER = 65_536
 """Rows shuffled together by default: 5 MB for 10 float64 features; the whole of a 50k-row set."""
@@ -33,14 +33,107 @@ BLOCKS_PER_WINDOW = 16
 SEQUENTIAL_READ_ROWS = 65_536
 """Rows per read of a random-access source when shuffling is off."""
 
+CHECK_ROWS = 8_192
+"""Rows of data in memory gathered at a time to check a window for NaN (``check_finite``)."""
+
 BatcherState = dict[str, int]
 """``{"seed": int, "epoch": int, "offset": int}``: the seed of the shuffles, the epoch, and how
 many rows of that epoch's (shuffled) order have been consumed."""
 
 
+FEISTEL_ROUNDS = 6
+"""Rounds of the Feistel network behind the block order of random-access sources."""
+
+_MASK64 = (1 << 64) - 1
+
+
 def _window_rng(seed: int, epoch: int, window: int) -> np.random.Generator:
     # Every window has its own generator, so a restored position needs no replay of earlier draws.
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(epoch, window)))
+
+
+def _mix64(value: int) -> int:
+    """A 64-bit integer hash (the finaliser of splitmix64): the round function of the network."""
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+class BlockOrder:
+    """A seeded random permutation of ``range(count)``, computed one position at a time.
+
+    A balanced Feistel network over the smallest even number of bits that holds ``count`` is a
+    bijection of that power-of-two range; cycle walking (applying it again while the result is
+    out of range) turns it into a bijection of ``range(count)`` [1]_. Memory is constant and
+    each position costs a few microseconds, however many blocks a file declares, where
+    ``rng.permutation(count)`` would hold 16 bytes per block. The walk takes fewer than four
+    steps on average, since the range is less than four times ``count``.
+
+    Parameters
+    ----------
+    count : int
+        Items to permute (blocks of an epoch).
+    seed, epoch : int
+        Seed the round keys through ``np.random.SeedSequence(seed, spawn_key=(epoch, 0))``:
+        each epoch has its own order, the same for the same seed.
+
+    References
+    ----------
+    .. [1] Black, J. and Rogaway, P. (2002). "Ciphers with Arbitrary Finite Domains".
+       CT-RSA 2002, LNCS 2271, pp. 114-130.
+
+    Examples
+    --------
+    >>> order = BlockOrder(10, seed=1, epoch=0)
+    >>> sorted(order[i] for i in range(10)) == list(range(10))
+    True
+    >>> all(order.position(order[i]) == i for i in range(10))
+    True
+    """
+
+    def __init__(self, count: int, *, seed: int, epoch: int):
+        self.count = int(count)
+        bits = max(2, (self.count - 1).bit_length())
+        self._half = (bits + 1) // 2
+        self._mask = (1 << self._half) - 1
+        sequence = np.random.SeedSequence(seed, spawn_key=(epoch, 0))
+        self._keys = [int(key) for key in sequence.generate_state(FEISTEL_ROUNDS, np.uint64)]
+
+    def _forward(self, value: int) -> int:
+        left, right = value >> self._half, value & self._mask
+        for key in self._keys:
+            left, right = right, left ^ (_mix64(right ^ key) & self._mask)
+        return (left << self._half) | right
+
+    def _backward(self, value: int) -> int:
+        left, right = value >> self._half, value & self._mask
+        for key in reversed(self._keys):
+            left, right = right ^ (_mix64(left ^ key) & self._mask), left
+        return (left << self._half) | right
+
+    def __getitem__(self, position: int) -> int:
+        """The item at ``position`` of the order."""
+        item = self._forward(position)
+        while item >= self.count:
+            item = self._forward(item)
+        return item
+
+    def position(self, item: int) -> int:
+        """Where ``item`` comes in the order: the inverse of indexing."""
+        position = self._backward(item)
+        while position >= self.count:
+            position = self._backward(position)
+        return position
+
+
+class _StorageOrder:
+    """The identity order, for reads without shuffling."""
+
+    def __getitem__(self, position: int) -> int:
+        return position
+
+    def position(self, item: int) -> int:
+        return item
 
 
 def _concat(pieces: list[Chunk]) -> Chunk:
@@ -51,6 +144,14 @@ def _concat(pieces: list[Chunk]) -> Chunk:
 
 def _round_up(rows: int, multiple: int) -> int:
     return -(-rows // multiple) * multiple
+
+
+def _numbered(windows: Iterator[tuple[int, Callable[[], Chunk]]]):
+    """``(index, rows before, rows, read)`` for windows given as ``(rows, read)``."""
+    before = 0
+    for index, (rows, read) in enumerate(windows):
+        yield index, before, rows, read
+        before += rows
 
 
 class Batcher(Iterator[tuple[Chunk, BatcherState]]):
@@ -134,7 +235,9 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
 
         Preparing batches in groups keeps the Python work per step to popping a ready batch.
         If the source ends or fails partway, the complete batches come first, and the next
-        call raises ``StopIteration`` or the source's exception.
+        call raises ``StopIteration`` or the source's exception. A ``KeyboardInterrupt`` (or
+        another ``BaseException``) is raised at once: the batcher has then moved past rows it
+        did not return, so the caller builds a new one from the last state it delivered.
         """
         if self._deferred is not None:
             error, self._deferred = self._deferred, None
@@ -158,7 +261,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
                 self._position = stop
                 self.offset += take
                 taken += take
-        except BaseException as error:
+        except Exception as error:
             if not states:
                 raise
             self._deferred = error
@@ -166,8 +269,6 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         data = tuple(part[:rows] for part in _concat(pieces))
         if self._gather is not None:
             data = self._gather(data[0])
-            if self.check_finite:
-                self._check_finite(data, self.epoch)
         if self._dtypes is not None:
             data = tuple(p.astype(d, copy=False) for p, d in zip(data, self._dtypes))
         return [
@@ -181,14 +282,42 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
                 self._windows = self._epoch_windows(self.epoch, skip=self.offset)
             window = next(self._windows, None)
             if window is not None:
+                if self.expected_rows is not None and (
+                    self.offset + len(window[0]) > self.expected_rows
+                ):
+                    raise SourceDataError(
+                        f"The source ({self.source!r}) yielded more than {self.expected_rows} "
+                        f"rows in epoch {self.epoch}, the rows the stream expects (its "
+                        "total_size). The data changed or total_size is wrong; the likelihood "
+                        "would be scaled wrongly."
+                    )
                 return window
             self._end_epoch()
+
+    def close(self) -> None:
+        """Close the readers this batcher holds open (a block read in pieces, a pass of a file).
+
+        A closed batcher must not be used again: build a new one from the last state.
+        """
+        self._close_block()
+        windows, self._windows = self._windows, None
+        if isinstance(windows, Generator):
+            windows.close()
 
     def _end_epoch(self) -> None:
         rows = self.offset
         where = f"The source ({self.source!r})"
         if not self.source.restartable:
-            # A one-shot source simply ends; the rows short of a full batch are dropped.
+            # A one-shot source simply ends; the rows short of a full batch are dropped. Rows
+            # other than total_size mean every step was scaled wrongly: say so.
+            if self.expected_rows is not None and rows != self.expected_rows:
+                raise SourceDataError(
+                    f"{where} is a one-shot iterator that ended after {rows} rows, but the "
+                    f"stream was told it has {self.expected_rows} (its total_size), so every "
+                    f"step scaled the likelihood by {self.expected_rows} / batch_size instead of "
+                    f"{rows} / batch_size. Give total_size={rows} (or use a source that "
+                    "knows its rows) and fit again."
+                )
             raise StopIteration
         if rows == 0:
             raise SourceDataError(f"{where} yielded no rows in epoch {self.epoch}.")
@@ -208,7 +337,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         self._windows = None
 
     def _shuffled(self, window: Chunk, epoch: int, index: int) -> Chunk:
-        if self.check_finite and self._gather is None:
+        if self.check_finite:
             self._check_finite(window, epoch)
         if not self.shuffle_buffer:
             return window
@@ -217,53 +346,106 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         return tuple(np.take(part, order, axis=0) for part in window)
 
     def _check_finite(self, window: Chunk, epoch: int) -> None:
-        for i, part in enumerate(window):
-            if part.dtype.kind == "f" and not np.isfinite(part).all():
-                bad = int(np.count_nonzero(~np.isfinite(part)))
-                raise SourceDataError(
-                    f"Output {i} of the source ({self.source!r}) has {bad} NaN or infinite "
-                    f"value(s) in epoch {epoch}. Clean the data, or leave check_finite off to "
-                    "stream it unchecked."
-                )
+        """Raise on NaN or infinite values in one window of an epoch, counting them exactly.
+
+        A window of data in memory holds row numbers: their rows are gathered and checked
+        ``CHECK_ROWS`` at a time, so the check holds no window of values.
+        """
+        rows = len(window[0])
+        numbers = window[0] if self._gather is not None else None
+        if numbers is None:
+            pieces: Iterator[tuple[int, Chunk]] = iter([(0, window)])
+        else:
+            gather = self._gather
+            pieces = (
+                (start, gather(numbers[start : start + CHECK_ROWS]))
+                for start in range(0, rows, CHECK_ROWS)
+            )
+        counts: dict[int, int] = {}
+        positions: dict[int, list[np.ndarray]] = {}
+        for start, chunk in pieces:
+            for i, part in enumerate(chunk):
+                if part.dtype.kind not in "fc":
+                    continue
+                bad = ~np.isfinite(part)
+                if bad.any():
+                    counts[i] = counts.get(i, 0) + int(bad.sum())
+                    in_rows = bad.reshape(len(part), -1).any(axis=1)
+                    positions.setdefault(i, []).append(start + np.flatnonzero(in_rows))
+        if not counts:
+            return
+        i = min(counts)
+        bad_rows = np.concatenate(positions[i])
+        where = ""
+        if numbers is not None:  # row numbers of the data, which the user can look up
+            shown = np.sort(numbers[bad_rows])
+            listed = ", ".join(str(int(row)) for row in shown[:5])
+            where = f" (rows {listed}{', ...' if len(shown) > 5 else ''})"
+        raise SourceDataError(
+            f"Output {i} of the source ({self.source!r}) has {counts[i]} NaN or infinite "
+            f"value(s) in {len(bad_rows)} of the {rows} rows of a shuffle window read in epoch "
+            f"{epoch}{where}; later windows are checked as they are read. Clean the data, or "
+            "leave check_finite off to stream it unchecked."
+        )
 
     def _epoch_windows(self, epoch: int, *, skip: int) -> Iterator[Chunk]:
+        """The windows of an epoch from row ``skip`` of its order on, shuffled."""
         if self.source.random_access:
-            windows = self._random_access_windows(epoch)
+            windows = self._random_access_windows(epoch, skip)
         elif isinstance(self.source, BlockSource):
-            windows = self._block_windows(epoch)
+            windows = _numbered(self._block_windows(epoch))
         else:
-            windows = self._sequential_windows(epoch)
-        seen = 0
-        for index, (rows, read) in enumerate(windows):
-            if seen + rows <= skip:
-                seen += rows
+            windows = _numbered(self._sequential_windows(epoch))
+        for index, before, rows, read in windows:
+            if before + rows <= skip:
                 continue
             window = self._shuffled(read(), epoch, index)
-            start, seen = max(0, skip - seen), seen + rows
+            start = max(0, skip - before)
             yield tuple(part[start:] for part in window) if start else window
 
-    def _random_access_windows(self, epoch: int):
-        """Yield ``(rows, read)`` per window; ``read`` fetches the window's blocks on demand."""
+    def _random_access_windows(self, epoch: int, skip: int):
+        """Yield ``(index, rows before, rows, read)`` per window, from the one holding ``skip``.
+
+        An epoch reads blocks of ``block_rows`` rows, ``per_window`` to a window, in the order
+        of a :class:`BlockOrder`: nothing is held per block, so memory does not depend on the
+        rows a file declares, and a restored position is found without replaying the epoch.
+        ``read`` fetches a window's blocks on demand.
+        """
         n = cast(int, self.source.num_rows)  # random access: always known
         align = self.source.read_alignment
         if self.shuffle_buffer:
             block_rows = _round_up(max(1, self.shuffle_buffer // BLOCKS_PER_WINDOW), align)
             per_window = max(1, self.shuffle_buffer // block_rows)
+            order: BlockOrder | _StorageOrder = BlockOrder(
+                -(-n // block_rows), seed=self.seed, epoch=epoch
+            )
         else:
             block_rows, per_window = _round_up(SEQUENTIAL_READ_ROWS, align), 1
-        starts = np.arange(0, n, block_rows)
-        if self.shuffle_buffer:
-            starts = _window_rng(self.seed, epoch, 0).permutation(starts)
-        for first in range(0, len(starts), per_window):
-            group = [int(s) for s in starts[first : first + per_window]]
-            rows = sum(min(block_rows, n - s) for s in group)
+            order = _StorageOrder()
+        blocks = -(-n // block_rows)
+        # Only the last block is short; every window before the one that holds it is full.
+        short_by = blocks * block_rows - n
+        last_at = order.position(blocks - 1)
 
-            def read(group=group) -> Chunk:
+        def rows_before(window: int) -> int:
+            first = window * per_window
+            return first * block_rows - (short_by if last_at < first else 0)
+
+        windows = -(-blocks // per_window)
+        window = min(skip // (per_window * block_rows), windows - 1)
+        while window + 1 < windows and rows_before(window + 1) <= skip:
+            window += 1
+        for index in range(window, windows):
+            positions = range(index * per_window, min((index + 1) * per_window, blocks))
+            starts = [order[position] * block_rows for position in positions]
+            rows = sum(min(block_rows, n - start) for start in starts)
+
+            def read(starts=starts) -> Chunk:
                 if self._gather is not None:
-                    return (np.concatenate([np.arange(s, min(s + block_rows, n)) for s in group]),)
-                return _concat([self.source.read(s, s + block_rows) for s in group])
+                    return (np.concatenate([np.arange(s, min(s + block_rows, n)) for s in starts]),)
+                return _concat([self.source.read(s, s + block_rows) for s in starts])
 
-            yield rows, read
+            yield index, rows_before(index), rows, read
 
     def _block_windows(self, epoch: int):
         """Yield ``(rows, read)`` per window of whole blocks, visited in a random order.

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymc.exceptions import SourceDataError
 
-from pymc.streaming.batching import Batcher
-from pymc.streaming.sources import BlockSource, as_source, to_chunk
+from pymc.streaming.batching import Batcher, BlockOrder
+from pymc.streaming.sources import BlockSource, Source, as_source, to_chunk
 
 
 class ListOfBlocks(BlockSource):
@@ -236,3 +236,59 @@ def test_check_finite_reports_nan(kind):
     with pytest.raises(SourceDataError, match=r"Output 0 .* has 1 NaN or infinite value"):
         for _ in range(5):
             next(checked)
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(1, 1_500), seed=st.integers(0, 2**63), epoch=st.integers(0, 10**6))
+def test_the_block_order_is_a_seeded_bijection_with_an_inverse(count, seed, epoch):
+    order = BlockOrder(count, seed=seed, epoch=epoch)
+    items = [order[i] for i in range(count)]
+    assert sorted(items) == list(range(count))
+    assert [order.position(item) for item in items] == list(range(count))
+    again = BlockOrder(count, seed=seed, epoch=epoch)
+    assert [again[i] for i in range(0, count, 7)] == items[::7]
+
+
+class Huge(Source):
+    """Random access to rows it never stores: a file that declares more than it holds."""
+
+    random_access = True
+
+    def __init__(self, rows, alignment):
+        self.num_rows, self.read_alignment = rows, alignment
+        self.specs = as_source(np.zeros(1, dtype=np.int64)).specs
+
+    def chunks(self):
+        raise AssertionError("read by blocks")
+
+    def read(self, start, stop):
+        return (np.arange(start, min(stop, self.num_rows)),)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1_000, 10**13),
+    alignment=st.sampled_from([1, 7, 4_096]),
+    shuffle_buffer=st.sampled_from([0, 100, 65_536]),
+    batch_size=st.integers(1, 999),
+    where=st.floats(0, 1),
+    seed=st.integers(0, 2**32),
+)
+def test_a_restore_anywhere_in_a_huge_epoch_continues_as_the_epoch_does(
+    rows, alignment, shuffle_buffer, batch_size, where, seed
+):
+    source = Huge(rows, alignment)
+    batch_size = min(batch_size, rows // 2)
+    offset = batch_size + int(where * (rows - 2 * batch_size))  # both batches in the epoch
+
+    def restored(at):
+        state = {"seed": seed, "epoch": 3, "offset": at}
+        return Batcher(source, batch_size=batch_size, shuffle_buffer=shuffle_buffer, state=state)
+
+    earlier = restored(offset - batch_size)
+    next(earlier)
+    (expected,), after = next(earlier)
+    (batch,), after_again = next(restored(offset))
+    np.testing.assert_array_equal(batch, expected)
+    assert after == after_again
+    assert len(np.unique(batch)) == batch_size  # rows of the epoch, none twice

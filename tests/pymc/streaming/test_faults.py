@@ -48,7 +48,56 @@ def regression(source=(X, Y), **minibatch):
     return model, get_stream(X_mb)
 
 
+class Declared(Source):
+    """A random-access source that declares ``rows`` rows of zeros and counts its reads."""
+
+    random_access = True
+
+    def __init__(self, rows, read_alignment=1):
+        self.num_rows = rows
+        self.read_alignment = read_alignment
+        self.specs = (OutputSpec(np.dtype(float), ()),)
+        self.reads = []
+
+    def chunks(self):
+        raise AssertionError("a random-access source is read by blocks")
+
+    def read(self, start, stop):
+        self.reads.append((start, stop))
+        return (np.arange(start, min(stop, self.num_rows), dtype=float),)
+
+    def head(self, rows):
+        return self.read(0, rows)
+
+
+def peak_bytes(action):
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 # --- declared sizes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows", [10**6, 10**12, 10**15], ids=["1e6", "1e12", "1e15"])
+def test_memory_of_an_epoch_does_not_grow_with_the_rows_a_source_declares(rows):
+    state = {"seed": 1, "epoch": 0, "offset": 0}
+    batcher = Batcher(Declared(rows), batch_size=256, shuffle_buffer=65_536, state=state)
+    # A window of 65,536 float64 rows (0.5 MB) and its permutation, whatever the rows.
+    assert peak_bytes(lambda: next(batcher)) < 4 * 2**20
+
+
+def test_a_position_deep_in_a_huge_epoch_is_restored_without_reading_what_comes_before():
+    source = Declared(10**12, read_alignment=100)
+    state = {"seed": 4, "epoch": 2, "offset": 10**12 - 700}
+    batcher = Batcher(source, batch_size=256, shuffle_buffer=1_600, state=state)
+    batch, after = next(batcher)
+    assert after == {"seed": 4, "epoch": 2, "offset": 10**12 - 700 + 256}
+    assert len(source.reads) <= 16  # one window's blocks, aligned to the chunks
+    assert all(start % 100 == 0 for start, _ in source.reads)
 
 
 # --- bad data -----------------------------------------------------------------------------------
@@ -179,6 +228,39 @@ def test_a_prefetch_that_cannot_fit_in_memory_is_refused():
         pm.Minibatch(
             endless, batch_size=100, streaming=True, total_size=10**15, shuffle_buffer=10**13
         )
+
+
+def test_nan_and_infinite_values_are_counted_exactly_with_their_rows():
+    data = np.ones((100, 2))
+    data[np.arange(10) * 7, 0] = np.nan
+    data[99, 1] = np.inf
+    stream = get_stream(pm.Minibatch(data, batch_size=20, streaming=True, check_finite=True))
+    with pytest.raises(
+        SourceDataError,
+        match=r"Output 0 .* has 11 NaN or infinite value\(s\) in 11 of the 100 rows of a shuffle "
+        r"window read in epoch 0 \(rows 0, 7, 14, 21, 28, \.\.\.\)",
+    ):
+        for _ in range(10):
+            stream.next_batch()
+
+
+def test_a_one_shot_source_with_fewer_rows_than_total_size_says_so_at_its_end():
+    chunks = ((X[i : i + 100], Y[i : i + 100]) for i in range(0, N, 100))
+    model, stream = regression([chunks], total_size=1_000, shuffle_buffer=0)
+    steps = []
+    with model, pytest.raises(
+        SourceDataError, match=r"one-shot iterator that ended after 600 rows.*total_size=600"
+    ):
+        pm.fit(1_000, progressbar=False, callbacks=[lambda *_: steps.append(1)])
+    assert len(steps) == 12  # every batch of the data was used before the error
+    assert not reader_threads()
+
+
+def test_a_one_shot_source_with_more_rows_than_total_size_is_refused_when_it_passes_it():
+    chunks = ((X[i % N : i % N + 100], Y[i % N : i % N + 100]) for i in range(0, 2 * N, 100))
+    model, _ = regression([chunks], total_size=N, shuffle_buffer=0, prefetch=0)
+    with model, pytest.raises(SourceDataError, match=r"yielded more than 600 rows in epoch 0"):
+        pm.fit(1_000, progressbar=False)
 
 
 def test_streams_read_together_in_one_likelihood_are_refused():
