@@ -15,6 +15,7 @@
 
 import collections
 import os
+import sys
 import threading
 import time
 import warnings
@@ -49,6 +50,11 @@ __all__ = [
 
 _PYMC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 """Warnings point past PyMC's own frames, at the code that called the fit."""
+
+READER_STOP_GRACE = 0.25
+"""Seconds a Ctrl-C waits for the reader thread to finish the read it is in before pm.fit
+returns: a source blocked in a read (a network, a slow disk) then ends the thread when the read
+returns, and the stream does not use that reader again."""
 
 SYNCHRONOUS_GROUP = 16
 """Batches prepared at once when reading in the main thread (``prefetch=0``): one gather and
@@ -144,6 +150,8 @@ class Stream(DataFeed):
         """The transient part of a stream: what reads, and what was read but not delivered."""
         self._batcher: Batcher | None = None
         self._reader: Prefetcher | None = None
+        # A reader stopped while blocked in a read: it ends when the read returns.
+        self._stale_reader: Prefetcher | None = None
         self._pending: collections.deque = collections.deque()
         self._in_use = threading.Lock()
         self._fit_started = 0.0
@@ -151,7 +159,7 @@ class Stream(DataFeed):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for transient in ("_batcher", "_reader", "_pending", "_in_use"):
+        for transient in ("_batcher", "_reader", "_stale_reader", "_pending", "_in_use"):
             del state[transient]
         return state
 
@@ -184,7 +192,11 @@ class Stream(DataFeed):
             self._fit_started, self._fit_batches = time.perf_counter(), 0
             self.start_reading()
         except BaseException:
-            self._in_use.release()
+            # Also a Ctrl-C while the reader thread starts: stop it, or it would poll forever.
+            try:
+                self.stop_reading()
+            finally:
+                self._in_use.release()
             raise
 
     def before_step(self) -> None:
@@ -198,12 +210,33 @@ class Stream(DataFeed):
         self._fit_batches += 1
 
     def stop(self) -> None:
-        """Stop the background reader; the batches it prepared are kept for the next fit."""
+        """End a fit's feeding: stop the reader thread and close what the reading opened.
+
+        The position stays at the last batch delivered, and the next read goes on from there;
+        files the source opened are closed (it opens them again if it is read again), so a
+        fitted model holds no file, memory map or thread. On a Ctrl-C, the reader thread is
+        not waited for beyond ``READER_STOP_GRACE`` seconds: a source blocked in a read then
+        ends its thread when the read returns. A second Ctrl-C while stopping stops waiting.
+        """
+        in_flight = sys.exception()
         try:
-            self.stop_reading()
+            try:
+                self.stop_reading()
+            except KeyboardInterrupt:
+                if in_flight is None:
+                    raise
+                # Already unwinding (from a first Ctrl-C or an error): that exception goes on.
+            if self._stale_reader is None:
+                self.close()
         finally:
             if self._in_use.locked():
                 self._in_use.release()
+        if (
+            isinstance(in_flight, FloatingPointError)
+            and str(in_flight).startswith("NaN occurred in optimization")
+            and not self.check_finite
+        ):
+            in_flight.add_note(self._nan_advice())
 
     def progress_columns(self) -> tuple[ProgressColumn, ...]:
         return (_StreamColumn(self),)
@@ -292,9 +325,65 @@ class Stream(DataFeed):
 
     def _reposition(self, state: BatcherState) -> None:
         self.stop_reading()
+        self._drop_stale_reader()
         self._pending.clear()
-        self._batcher = None
+        self._close_batcher()
         self._state = state
+
+    def close(self) -> None:
+        """Release what reading holds open: the batcher's open files and the source's.
+
+        Nothing is lost: the next read goes on after the last batch delivered (re-reading
+        the batches read ahead but not delivered). A one-shot source is left as it is, since
+        its position lives in its iterator.
+        """
+        if not self.source.restartable:
+            return
+        self.stop_reading()
+        self._drop_stale_reader()
+        self._pending.clear()
+        self._close_batcher()
+        self.source.close()
+
+    def _close_batcher(self) -> None:
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
+
+    def _drop_stale_reader(self) -> None:
+        """Forget a reader left blocked in a read; a one-shot source waits for its rows."""
+        if self._stale_reader is None:
+            return
+        if self.source.restartable:
+            # Its batcher is its own: the next read starts a new one from the state.
+            self._stale_reader = None
+            self._batcher = None
+            self._pending.clear()
+            return
+        leftover = self._stale_reader.stop()
+        self._stale_reader = None
+        for got in leftover or ():
+            self._keep(got)
+
+    def _nan_advice(self) -> str:
+        """A note for a NaN loss: whether the batch in the buffers holds NaN, and what to do."""
+        bad = [
+            i
+            for i, buffer in enumerate(self.buffers)
+            if buffer.dtype.startswith("float")
+            and not np.isfinite(buffer.get_value(borrow=True)).all()
+        ]
+        if bad:
+            found = (
+                f"The batch that stream {self.name!r} had put in the model holds NaN or infinite "
+                f"values (output(s) {', '.join(map(str, bad))}): the data has them."
+            )
+        else:
+            found = f"The data of stream {self.name!r} may hold NaN or infinite values."
+        return (
+            f"{found} Pass check_finite=True to pm.Minibatch(..., streaming=True) to have "
+            "them reported with the output and rows where they are, and clean the data."
+        )
 
     def begin_fit(self, random_seed: int | None) -> None:
         """Start the stream over for a new fit, as ``pm.fit`` reseeds PyMC's random generators.
@@ -328,6 +417,7 @@ class Stream(DataFeed):
     def start_reading(self) -> None:
         """Start the background reader (when ``prefetch`` > 0); idempotent."""
         if self.prefetch and self._reader is None:
+            self._drop_stale_reader()
             if self._batcher is None:
                 self._batcher = self._new_batcher()
             # Batches travel in groups: one lock round trip per group keeps the main thread's
@@ -345,14 +435,29 @@ class Stream(DataFeed):
                 _groups(self._batcher, group),
                 depth=2 + window_groups,
                 name=f"pymc-stream-{self.name}",
+                start=False,
             )
+            # Known to the stream before it starts, so that an interrupted start stops it.
+            self._reader.start()
 
     def stop_reading(self) -> None:
-        """Stop the background reader, keeping the batches it prepared for the next read."""
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            for got in reader.stop():
-                self._keep(got)
+        """Stop the background reader, keeping the batches it prepared for the next read.
+
+        During a Ctrl-C the reader is waited for ``READER_STOP_GRACE`` seconds at most: a read
+        that blocks longer is left to end its thread when it returns (the stream does not use
+        that reader again).
+        """
+        if self._reader is None:
+            return
+        reader, self._reader = self._reader, None
+        self._stale_reader = reader  # until what it prepared is collected
+        grace = READER_STOP_GRACE if isinstance(sys.exception(), KeyboardInterrupt) else None
+        leftover = reader.stop(timeout=grace)
+        if leftover is None:
+            return
+        self._stale_reader = None
+        for got in leftover:
+            self._keep(got)
 
     def _keep(self, got) -> None:
         """Queue what a read returned: a group of batches, or an end or failure marker."""
@@ -363,9 +468,18 @@ class Stream(DataFeed):
             if self._reader is not None:
                 self._keep(self._reader.get())
             else:
+                self._drop_stale_reader()
                 if self._batcher is None:
                     self._batcher = self._new_batcher()
-                self._keep(_next_group(self._batcher, SYNCHRONOUS_GROUP))
+                try:
+                    self._keep(_next_group(self._batcher, SYNCHRONOUS_GROUP))
+                except BaseException:
+                    # A Ctrl-C mid-read: the batcher moved past rows it did not return. Go on
+                    # from the last batch delivered (a one-shot source cannot: its rows read
+                    # so far are lost, as upstream's own iterators lose them).
+                    if self.source.restartable:
+                        self._close_batcher()
+                    raise
         return self._pending.popleft()
 
     def next_batch(self) -> Chunk:
@@ -412,12 +526,15 @@ class Stream(DataFeed):
 
 
 def _next_group(batcher: Batcher, size: int) -> list | Exhausted | Failed:
-    """Up to ``size`` batches with their states, or the marker of the end or of a failure."""
+    """Up to ``size`` batches with their states, or the marker of the end or of a failure.
+
+    A ``KeyboardInterrupt`` is not an error of the source: it is raised at once.
+    """
     try:
         return batcher.next_batches(size)
     except StopIteration:
         return Exhausted()
-    except BaseException as error:  # delivered to the consumer, after the batches before it
+    except Exception as error:  # delivered to the consumer, after the batches before it
         return Failed(error)
 
 

@@ -244,6 +244,15 @@ def test_nan_and_infinite_values_are_counted_exactly_with_their_rows():
             stream.next_batch()
 
 
+def test_a_nan_loss_from_nan_data_points_to_check_finite():
+    data = X.copy()
+    data[:, 0] = np.nan
+    model, _ = regression((data, Y), random_seed=1)
+    with model, pytest.raises(FloatingPointError, match=r"NaN or infinite values.*check_finite=True"):
+        pm.fit(50, progressbar=False)
+    assert not reader_threads()
+
+
 def test_a_one_shot_source_with_fewer_rows_than_total_size_says_so_at_its_end():
     chunks = ((X[i : i + 100], Y[i : i + 100]) for i in range(0, N, 100))
     model, stream = regression([chunks], total_size=1_000, shuffle_buffer=0)
@@ -279,6 +288,147 @@ def test_streams_read_together_in_one_likelihood_are_refused():
 # --- Ctrl-C and threads --------------------------------------------------------------------------
 
 
+class InterruptedStart:
+    """Replaces the reader's Thread class: Ctrl-C arrives while a reader thread starts."""
+
+    def __init__(self, monkeypatch, *, before):
+        import pymc.streaming.prefetch as prefetch
+
+        original = prefetch.threading.Thread
+        self.interrupted = 0
+        outer = self
+
+        class Thread(original):
+            def start(self):
+                if not self.name.startswith("pymc-stream"):
+                    return super().start()
+                outer.interrupted += 1
+                if before:
+                    raise KeyboardInterrupt
+                super().start()
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(prefetch.threading, "Thread", Thread)
+
+
+@pytest.mark.parametrize("before", [False, True], ids=["after-launch", "before-launch"])
+def test_ctrl_c_while_the_reader_starts_returns_and_leaves_no_thread(monkeypatch, before):
+    model, stream = regression(random_seed=2, prefetch=4)
+    interrupt = InterruptedStart(monkeypatch, before=before)
+    with model:
+        for _ in range(2):  # pressed at each start: no reader thread left, however often
+            approx = pm.fit(100, progressbar=False)
+            assert isinstance(approx, pm.MeanField)
+    assert interrupt.interrupted == 2 and stream.steps == 0
+    assert not reader_threads()
+    monkeypatch.undo()
+    with model:  # the stream still works, from its start
+        pm.fit(5, progressbar=False)
+    assert stream.steps == 5 and not reader_threads()
+
+
+class Blocking:
+    """A factory source whose third chunk blocks until released (a stalled network read)."""
+
+    def __init__(self):
+        self.blocked = threading.Event()
+        self.release = threading.Event()
+        self.waited_out = False
+        self.first_pass = True
+
+    def __call__(self):
+        for i in range(0, N, 100):
+            if i == 200 and self.first_pass:
+                self.first_pass = False
+                self.blocked.set()
+                # Only a fit that waits for the read reaches the end of this wait.
+                self.waited_out = not self.release.wait(timeout=20)
+            yield X[i : i + 100], Y[i : i + 100]
+
+
+def finish(source):
+    """Let the blocked read return; its thread then ends by itself."""
+    returned_before_the_read = not source.waited_out and not source.release.is_set()
+    source.release.set()
+    for thread in reader_threads():
+        thread.join(timeout=10)
+    return returned_before_the_read
+
+
+def assert_nothing_lost(stream):
+    """The stream continues right after the last batch that a step used."""
+    delivered = stream.get_state()["offset"]
+    assert delivered == stream.steps * 50
+    np.testing.assert_array_equal(stream.next_batch()[1], Y[delivered : delivered + 50])
+
+
+def test_ctrl_c_while_the_source_is_blocked_in_a_read_returns_promptly():
+    source = Blocking()
+    model, stream = regression([source], total_size=N, shuffle_buffer=0, prefetch=2)
+
+    def press():  # Ctrl-C once the reader thread is stuck, while the fit waits for it
+        source.blocked.wait(30)
+        _thread.interrupt_main()
+
+    presser = threading.Thread(target=press, name="test-ctrl-c")
+    presser.start()
+    with model:
+        approx = pm.fit(1_000, progressbar=False)
+    presser.join()
+    assert finish(source)  # pm.fit did not wait for the blocked read
+    assert isinstance(approx, pm.MeanField) and stream.steps <= 4  # rows before the block
+    assert not reader_threads()
+    assert_nothing_lost(stream)
+
+
+def test_a_second_ctrl_c_while_the_fit_stops_its_reader_returns_too(monkeypatch):
+    import pymc.streaming.prefetch as prefetch
+
+    source = Blocking()
+    model, stream = regression([source], total_size=N, shuffle_buffer=0, prefetch=2)
+    stop = prefetch.Prefetcher.stop
+    pressed = []
+
+    def pressed_again(self, *args, **kwargs):
+        if not pressed:  # Ctrl-C again while pm.fit waits for the reader to stop
+            pressed.append(1)
+            self._stopping.set()
+            raise KeyboardInterrupt
+        return stop(self, *args, **kwargs)
+
+    monkeypatch.setattr(prefetch.Prefetcher, "stop", pressed_again)
+
+    def first_press(approx, loss, i):
+        if i == 3:
+            source.blocked.wait(30)
+            raise KeyboardInterrupt
+
+    with model:
+        approx = pm.fit(1_000, progressbar=False, callbacks=[first_press])
+    assert finish(source) and pressed
+    assert isinstance(approx, pm.MeanField) and stream.steps == 3
+    assert not reader_threads()
+    assert_nothing_lost(stream)
+
+
+def test_ctrl_c_in_a_read_in_the_main_thread_is_not_delayed():
+    interrupted = []
+
+    def chunks():
+        for i in range(0, N, 100):
+            if i == 300 and not interrupted:
+                interrupted.append(i)
+                raise KeyboardInterrupt  # Ctrl-C while the source reads
+            yield X[i : i + 100], Y[i : i + 100]
+
+    model, stream = regression([chunks], total_size=N, shuffle_buffer=0, prefetch=0)
+    with model:
+        pm.fit(1_000, progressbar=False)
+    # Reading 16 batches at a time, the batches before the Ctrl-C were not handed out first.
+    assert interrupted and stream.steps == 0
+    assert_nothing_lost(stream)
+
+
 class Closing(Source):
     """An in-memory source that counts how often it is closed."""
 
@@ -298,6 +448,22 @@ class Closing(Source):
 
     def close(self):
         self.closed += 1
+
+
+@pytest.mark.parametrize("prefetch", [0, 4])
+def test_a_fit_closes_what_its_stream_opened_when_it_ends(prefetch):
+    source = Closing()
+    with pm.Model():
+        y_mb = pm.Minibatch(source, batch_size=50, streaming=True, prefetch=prefetch)
+        pm.Normal("y", pm.Normal("mu", 0, 10), 1, observed=y_mb)
+        pm.fit(20, progressbar=False)
+        assert source.closed == 1 and not reader_threads()
+        stream = get_stream(y_mb)
+        state = stream.get_state()
+        inference = pm.ADVI()
+        inference.fit(3, progressbar=False)
+        inference.refine(4, progressbar=False)  # reads again after the close
+    assert source.closed == 3 and stream.steps == 27 and state["offset"] == 20 * 50 % N
 
 
 def test_sources_are_context_managers():
