@@ -13,16 +13,19 @@
 #   limitations under the License.
 """Readers of columnar files through pyarrow: Parquet datasets, Arrow IPC (Feather) and CSV."""
 
+import numbers
 import os
 
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pymc.exceptions import SourceDataError
 
 from pymc.streaming.sources import BlockSource, Chunk, OutputSpec, Source
+from pymc_extras.streaming.files import FileStamps, access_error, find_files, readable
 from pymc_extras.streaming.optional import import_optional
 
 __all__ = ["ArrowIPCSource", "CSVSource", "FeatherSource", "ParquetSource"]
@@ -155,23 +158,25 @@ def _to_chunk(table, outputs: Sequence[_Output], specs: Sequence[OutputSpec], wh
     return tuple(parts)
 
 
-def _paths(path, suffix: str | tuple[str, ...]) -> list[str]:
-    """Files named by a path, a list of paths, or a directory (its files ending in ``suffix``)."""
+def _paths(path, suffix: str | tuple[str, ...] | None, kind: str) -> list[str]:
+    """Files named by a path, a list of paths, or a directory (its files ending in ``suffix``).
+
+    Directories are searched recursively, each file once even through symbolic links, and
+    every file is checked to be readable, so that a file the process may not read is reported
+    as such rather than as a corrupt file.
+    """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     files = []
     for entry in map(os.fspath, paths):
         if os.path.isdir(entry):
-            found = sorted(
-                os.path.join(folder, name)
-                for folder, _, names in os.walk(entry)
-                for name in names
-                if name.endswith(suffix)
-            )
+            found = find_files(entry, suffix)
             if not found:
-                wanted = " or ".join(
-                    f"*{end}" for end in (suffix if isinstance(suffix, tuple) else (suffix,))
+                ends = () if suffix is None else suffix if isinstance(suffix, tuple) else (suffix,)
+                wanted = " or ".join(f"*{end}" for end in ends) or kind
+                raise FileNotFoundError(
+                    f"The directory {entry!r} has no {wanted} files (names starting with '.' or "
+                    "'_' are skipped). Check the path, or write the data there first."
                 )
-                raise FileNotFoundError(f"The directory {entry!r} has no {wanted} files.")
             files.extend(found)
         elif os.path.exists(entry):
             files.append(entry)
@@ -179,45 +184,23 @@ def _paths(path, suffix: str | tuple[str, ...]) -> list[str]:
             raise FileNotFoundError(f"No such file or directory: {entry!r}.")
     if not files:
         raise FileNotFoundError("No files to read: the list of paths is empty.")
+    for file in files:
+        readable(file)
     return files
 
 
-class _FileStamps:
-    """Size and modification time of each file when the source opened it."""
-
-    def __init__(self, paths: Sequence[str]):
-        self._stamps = {path: self._stamp(path) for path in paths}
-
-    @staticmethod
-    def _stamp(path: str) -> tuple[int, int]:
-        stat = os.stat(path)
-        return stat.st_size, stat.st_mtime_ns
-
-    def check(self, path: str) -> None:
-        """Raise if ``path`` changed since the source was opened: its rows would be wrong."""
-        try:
-            now = self._stamp(path)
-        except FileNotFoundError as error:
-            raise SourceDataError(
-                f"{path} was removed while it was being streamed. Keep the files of a source in "
-                "place until the fit ends."
-            ) from error
-        if now != self._stamps[path]:
-            raise SourceDataError(
-                f"{path} changed while it was being streamed (size {self._stamps[path][0]} → "
-                f"{now[0]} bytes). Rows already read would no longer match the file; write new "
-                "data to new files and open a new source."
-            )
+def _file_error(error: BaseException, path: str, message: str) -> Exception:
+    """The error to raise for a failed read of ``path``: a clear one when access was refused."""
+    clear = access_error(error, path)
+    return clear if clear is not None else SourceDataError(f"{message}: {error}")
 
 
 def _return_freed_memory() -> None:
-    """Ask pyarrow's memory pool to return the pages it has freed to the system now.
+    """Ask pyarrow's default memory pool to return the pages it has freed to the system now.
 
-    pyarrow's default allocator (mimalloc) keeps a thread's freed pages until that thread
-    allocates again after a delay, and each Parquet read frees its decoded pages, dictionaries
-    and read buffers at once. Returned every few reads, they no longer add up: the peak RSS of
-    a streaming fit over 10M rows went from 400–430 MB to about 380 MB. Other pyarrow work in
-    the process may find pages it kept for reuse returned too, and fault them in again.
+    Process-wide: the pool is shared by all pyarrow work in the process, which may then find
+    pages it kept for reuse returned, and fault them in again. Only with
+    ``ParquetSource(..., release_freed_memory=True)``.
     """
     import pyarrow as pa
 
@@ -260,9 +243,17 @@ class ParquetSource(BlockSource):
     use_threads : bool, default False
         Decode the columns of a row group in parallel in pyarrow's thread pool. Reads are
         about a third faster, but the threads share the CPU with the gradient step, and each
-        keeps memory of its own: by default one reader thread decodes, returning what it frees
-        every few reads, which bounds memory best. A fit rarely needs more: one thread decodes
-        several times the rows per second that a step consumes.
+        keeps memory of its own: by default one reader thread decodes, which bounds memory
+        best. A fit rarely needs more: one thread decodes several times the rows per second
+        that a step consumes.
+    release_freed_memory : bool, default False
+        Ask pyarrow's default memory pool to return the pages it has freed to the system every
+        32 MiB decoded (``pyarrow.default_memory_pool().release_unused()``). Its allocator keeps
+        a thread's freed pages for reuse for a while; returning them lowers the peak memory of
+        a long fit by some tens of MB. The pool is the whole process's: other pyarrow work in
+        the process may find pages it kept returned, and pay page faults to get them back.
+        Setting ``MIMALLOC_PURGE_DELAY=0`` in the environment before Python starts has much
+        the same effect, for the whole process too.
 
     Notes
     -----
@@ -288,26 +279,33 @@ class ParquetSource(BlockSource):
         filter=None,
         partitioning="hive",
         use_threads: bool = False,
+        release_freed_memory: bool = False,
     ):
         ds = import_optional("pyarrow.dataset", extra="parquet", reader="ParquetSource")
         if isinstance(path, ds.Dataset):
             dataset = path
         else:
-            if isinstance(path, str | os.PathLike) and os.path.isdir(path):
-                target = os.fspath(path)
-            else:
-                files = _paths(path, ".parquet")
-                target = files[0] if len(files) == 1 else files
+            directory = isinstance(path, str | os.PathLike) and os.path.isdir(path)
+            # A directory is searched by us, not by pyarrow: each file once, through symbolic
+            # links too (a link back to a parent folder would list every file again and again).
+            files = _paths(path, None if directory else ".parquet", "Parquet")
+            target: Any = files[0] if len(files) == 1 and not directory else files
+            base = os.fspath(path) if directory else None
             try:
-                dataset = ds.dataset(target, format="parquet", partitioning=partitioning)
+                dataset = ds.dataset(
+                    target, format="parquet", partitioning=partitioning, partition_base_dir=base
+                )
             except _arrow_errors() as error:
-                raise SourceDataError(
-                    f"{target if isinstance(target, str) else path} is not a readable Parquet "
-                    f"file or dataset (truncated or corrupt?): {error}"
+                shown = target if isinstance(target, str) else os.fspath(path)
+                raise _file_error(
+                    error,
+                    shown,
+                    f"{shown} is not a readable Parquet file or dataset (truncated or corrupt?)",
                 ) from error
         self._dataset = dataset
         self._filter = filter
         self._use_threads = use_threads
+        self._release_freed_memory = bool(release_freed_memory)
         self._bytes_since_return = 0
         where = f"Parquet dataset {path!r:.100}"
         self._outputs = _outputs(columns, dataset.schema.names)
@@ -321,14 +319,16 @@ class ParquetSource(BlockSource):
             for piece, count in self._row_groups(fragment):
                 self._blocks.append((piece, fragment.path, piece.row_groups[0].id))
                 rows.append(count)
-        if not self._blocks:
+        if not sum(rows):
             raise SourceDataError(
-                f"{where} has no rows{' that pass the filter' if filter is not None else ''}."
+                f"{where} has no rows{' that pass the filter' if filter is not None else ''}: "
+                "its files hold 0 rows. Check the path"
+                f"{' and the filter' if filter is not None else ''}, or write the data first."
             )
         self.block_rows = tuple(rows)
         # Without a filter, a piece of a row group has a known number of rows.
         self.splits_blocks = filter is None
-        self._stamps = _FileStamps(sorted({path for _, path, _ in self._blocks}))
+        self._stamps = FileStamps(sorted({path for _, path, _ in self._blocks}))
         self._describe = where
 
     def _row_groups(self, fragment):
@@ -338,8 +338,10 @@ class ParquetSource(BlockSource):
             pieces = fragment.split_by_row_group(self._filter, schema=self._dataset.schema)
             metadata = fragment.metadata
         except _arrow_errors() as error:
-            raise SourceDataError(
-                f"{fragment.path} is not a readable Parquet file (truncated or corrupt?): {error}"
+            raise _file_error(
+                error,
+                fragment.path,
+                f"{fragment.path} is not a readable Parquet file (truncated or corrupt?)",
             ) from error
         self._check_fragment(fragment, schema, metadata)
         for piece in pieces:
@@ -354,8 +356,14 @@ class ParquetSource(BlockSource):
                 yield piece, scanner.to_table().num_rows
 
     def _check_fragment(self, fragment, schema, metadata) -> None:
-        """Every file holds the columns with the dataset's types; statistics show no nulls."""
-        partition_columns = set(self._dataset.schema.names) - set(schema.names)
+        """Every file holds the columns with the dataset's types; statistics show no nulls.
+
+        A streamed column that a file lacks is a fault, unless the file's folder names give it
+        (a hive partition ``key=value``): only then does pyarrow fill it in.
+        """
+        import pyarrow.dataset as ds
+
+        partition_columns = set(ds.get_partition_keys(fragment.partition_expression))
         expected = self._dataset.schema
         for name in self._columns:
             if name in partition_columns:
@@ -363,7 +371,8 @@ class ParquetSource(BlockSource):
             if name not in schema.names:
                 raise SourceDataError(
                     f"{fragment.path} has no column {name!r}, which other files of the dataset "
-                    "have. Every file must hold the streamed columns."
+                    "have, and its folder names do not give it either (as a hive partition "
+                    f"{name}=value). Every file must hold the streamed columns."
                 )
             if schema.field(name).type != expected.field(name).type:
                 raise SourceDataError(
@@ -404,12 +413,11 @@ class ParquetSource(BlockSource):
         where = f"{path}, row group {group}"
         pending, buffered = [], 0
         arrow_errors = _arrow_errors()
+        handle = None
         try:
-            file = pq.ParquetFile(
-                self._dataset.filesystem.open_input_file(path),
-                pre_buffer=False,
-                buffer_size=PARQUET_READ_BUFFER_BYTES,
-            )
+            # Closed when the block is done, or when the batcher closes this generator.
+            handle = self._dataset.filesystem.open_input_file(path)
+            file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER_BYTES)
             batches = file.iter_batches(
                 batch_size=min(rows, PARQUET_DECODE_ROWS),
                 row_groups=[group],
@@ -430,7 +438,10 @@ class ParquetSource(BlockSource):
                     self._count_decoded(piece)
                     yield piece
         except arrow_errors as error:
-            raise SourceDataError(f"Reading {where} failed (corrupt file?): {error}") from error
+            raise _file_error(error, path, f"Reading {where} failed (corrupt file?)") from error
+        finally:
+            if handle is not None:
+                handle.close()
         if buffered:
             piece = self._piece(pa.Table.from_batches(pending), constants, where)
             pending = None
@@ -455,7 +466,12 @@ class ParquetSource(BlockSource):
         return _to_chunk(table, self._outputs, self.specs, where)
 
     def _count_decoded(self, chunk: Chunk) -> None:
-        """Count a read's bytes; return freed pages once enough have been decoded since."""
+        """Count a read's bytes; return freed pages once enough have been decoded since.
+
+        Only with ``release_freed_memory=True``: the pool is the whole process's.
+        """
+        if not self._release_freed_memory:
+            return
         self._bytes_since_return += sum(part.nbytes for part in chunk)
         if self._bytes_since_return >= PARQUET_RETURN_FREED_BYTES:
             self._bytes_since_return = 0
@@ -467,7 +483,8 @@ class ParquetSource(BlockSource):
         finally:
             # The first rows cost a dictionary page of each column (about 1 MB each) to decode,
             # in the thread that builds the model, which reads nothing more: about 30 MB.
-            _return_freed_memory()
+            if self._release_freed_memory:
+                _return_freed_memory()
 
     def read_block(self, index: int) -> Chunk:
         piece, path, group = self._blocks[index]
@@ -482,7 +499,7 @@ class ParquetSource(BlockSource):
                 fragment_scan_options=self._scan_options,
             )
         except _arrow_errors() as error:
-            raise SourceDataError(f"Reading {where} failed (corrupt file?): {error}") from error
+            raise _file_error(error, path, f"Reading {where} failed (corrupt file?)") from error
         chunk = _to_chunk(table, self._outputs, self.specs, where)
         table = None  # freed before it is counted, as in iter_block
         self._count_decoded(chunk)
@@ -521,55 +538,97 @@ class ArrowIPCSource(BlockSource):
     """
 
     def __init__(self, path, *, columns: Columns = None):
-        pa = import_optional("pyarrow", extra="parquet", reader="ArrowIPCSource")
-        import pyarrow.ipc
-
-        files = _paths(path, (".arrow", ".feather", ".ipc"))
-        self._readers = {}
+        import_optional("pyarrow", extra="parquet", reader="ArrowIPCSource")
+        files = _paths(path, (".arrow", ".feather", ".ipc"), "Arrow IPC")
         self._blocks: list[tuple[str, int]] = []
         rows = []
         schema = None
         for file in files:
-            try:
-                # Through a memory map, a batch's row count costs no read of its data.
-                with pa.memory_map(file) as mapped:
-                    mapped_reader = pyarrow.ipc.open_file(mapped)
-                    counts = [
-                        mapped_reader.get_batch(i).num_rows
-                        for i in range(mapped_reader.num_record_batches)
-                    ]
-                reader = pyarrow.ipc.open_file(pa.OSFile(file))
-            except _arrow_errors() as error:
-                raise SourceDataError(
-                    f"{file} is not a readable Arrow IPC file (truncated, corrupt, or the IPC "
-                    f"stream format rather than the file format?): {error}"
-                ) from error
+            file_schema, counts = _ipc_batch_rows(file)
             if schema is None:
-                schema = reader.schema
+                schema = file_schema
                 self._outputs = _outputs(columns, schema.names)
                 _check_schema(schema, self._outputs, file)
                 self.specs = _specs(schema, self._outputs)
+                self._columns = _column_names(self._outputs)
             else:
-                _check_same_columns(reader.schema, schema, self._outputs, file, files[0])
-            self._readers[file] = reader
+                _check_same_columns(file_schema, schema, self._outputs, file, files[0])
             self._blocks.extend((file, i) for i in range(len(counts)))
             rows.extend(counts)
+        if not sum(rows):
+            raise SourceDataError(
+                f"{files[0] if len(files) == 1 else f'The {len(files)} files in {path!r}'} "
+                "hold no rows. Check the path, or write the data first."
+            )
         self.block_rows = tuple(rows)
-        self._stamps = _FileStamps(files)
+        self._stamps = FileStamps(files)
         self._describe = files[0] if len(files) == 1 else f"{len(files)} files in {files[0]!r}..."
 
     def read_block(self, index: int) -> Chunk:
+        """Read record batch ``index``, fully validated before any array is built from it.
+
+        Each read opens its file and closes it again, so the source holds no file open
+        between reads, however many files it streams.
+        """
+        import pyarrow as pa
+        import pyarrow.ipc
+
         file, batch = self._blocks[index]
         self._stamps.check(file)
         where = f"{file}, record batch {batch}"
         try:
-            table = self._readers[file].get_batch(batch)
+            with pa.OSFile(file) as handle:
+                table = pyarrow.ipc.open_file(handle).get_batch(batch).select(self._columns)
+            # Lengths, offsets and buffers checked against each other: a batch whose header
+            # claims more rows than its buffers hold would otherwise be read past their end.
+            table.validate(full=True)
         except _arrow_errors() as error:
-            raise SourceDataError(f"Reading {where} failed (corrupt file?): {error}") from error
+            raise _file_error(
+                error, file, f"Reading {where} failed (corrupt or crafted file?)"
+            ) from error
+        if table.num_rows != self.block_rows[index]:
+            raise SourceDataError(
+                f"{where} has {table.num_rows} rows, but had {self.block_rows[index]} when the "
+                "source was opened. The file changed while it was being streamed."
+            )
         return _to_chunk(table, self._outputs, self.specs, where)
 
     def __repr__(self) -> str:
         return f"ArrowIPCSource({self._describe!r}, {len(self.block_rows)} record batches)"
+
+
+def _ipc_batch_rows(file: str):
+    """The schema of an Arrow IPC file and its record batches' row counts, each one validated.
+
+    Through a memory map, a batch's row count costs no read of its (uncompressed) data, and
+    its buffers' sizes are checked against the rows it declares without reading them either.
+    """
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    counts = []
+    try:
+        with pa.memory_map(file) as mapped:
+            reader = pyarrow.ipc.open_file(mapped)
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                try:
+                    batch.validate()
+                except pa.ArrowInvalid as error:
+                    raise SourceDataError(
+                        f"{file}: record batch {i} declares {batch.num_rows} rows, which its "
+                        f"buffers do not hold ({error}). The file is corrupt or crafted; it "
+                        "cannot be read safely."
+                    ) from error
+                counts.append(batch.num_rows)
+            return reader.schema, counts
+    except _arrow_errors() as error:
+        raise _file_error(
+            error,
+            file,
+            f"{file} is not a readable Arrow IPC file (truncated, corrupt, or the IPC stream "
+            "format rather than the file format?)",
+        ) from error
 
 
 FeatherSource = ArrowIPCSource
@@ -633,14 +692,27 @@ class CSVSource(Source):
         block_bytes: int = CSV_BLOCK_BYTES,
     ):
         pa = import_optional("pyarrow", extra="parquet", reader="CSVSource")
-        self._files = _paths(path, ".csv")
+        if num_rows is not None:
+            num_rows = _given_rows(num_rows)
+        self._files = _paths(path, ".csv", "CSV")
         self._delimiter = delimiter
         self._block_bytes = block_bytes
         self._types = None
-        with self._open(self._files[0], None) as reader:
+        first = self._files[0]
+        with self._open(first, None) as reader:
             schema = reader.schema
+            try:
+                first_batch = next(iter(reader), None)
+            except _arrow_errors() as error:
+                raise SourceDataError(f"{first}, block 0: {error}") from error
+        if first_batch is None or not first_batch.num_rows:
+            raise SourceDataError(
+                f"{first} has a header and no rows. CSVSource learns the columns' types from the "
+                "first rows of the first file: write the data, or leave this file out."
+            )
         self._outputs = _outputs(columns, schema.names)
         needed = _column_names(self._outputs)
+        _check_unique_names(schema.names, needed, first)
         missing = [name for name in needed if name not in schema.names]
         if not missing and dtypes is not None:
             given = dtypes if isinstance(dtypes, Mapping) else dict.fromkeys(needed, dtypes)
@@ -654,7 +726,7 @@ class CSVSource(Source):
         _check_schema(schema, self._outputs, self._files[0])
         self._types = {name: schema.field(name).type for name in needed}
         self.specs = _specs(schema, self._outputs)
-        self._stamps = _FileStamps(self._files)
+        self._stamps = FileStamps(self._files)
         self.num_rows = num_rows if num_rows is not None else self._count_rows()
 
     def _open(self, file: str, types):
@@ -672,7 +744,7 @@ class CSVSource(Source):
                 convert_options=convert,
             )
         except _arrow_errors() as error:
-            raise SourceDataError(f"Cannot read {file} as CSV: {error}") from error
+            raise _file_error(error, file, f"Cannot read {file} as CSV") from error
 
     def _batches(self, file: str, types) -> Iterator:
         self._stamps.check(file)
@@ -711,3 +783,28 @@ class CSVSource(Source):
 
     def __repr__(self) -> str:
         return f"CSVSource({self._files[0]!r}{', ...' if len(self._files) > 1 else ''})"
+
+
+def _given_rows(num_rows) -> int:
+    """``num_rows`` as given by the user: a positive integer, numpy integers included."""
+    if isinstance(num_rows, bool) or not isinstance(num_rows, numbers.Integral):
+        raise TypeError(
+            f"num_rows must be an integer number of rows, got {type(num_rows).__name__} "
+            f"{num_rows!r}. Leave it out to have the rows counted."
+        )
+    if num_rows < 1:
+        raise ValueError(
+            f"num_rows must be at least 1, got {num_rows}. Leave it out to have the rows counted."
+        )
+    return int(num_rows)
+
+
+def _check_unique_names(names: Sequence[str], needed: Sequence[str], file: str) -> None:
+    """Refuse streamed columns whose name the header gives more than once."""
+    repeated = sorted({name for name in needed if names.count(name) > 1})
+    if repeated:
+        raise SourceDataError(
+            f"{file}: the header names column(s) {', '.join(map(repr, repeated))} more than "
+            "once, so which one to stream is ambiguous. Give every column its own name in the "
+            "header, or stream only columns whose names are unique."
+        )
