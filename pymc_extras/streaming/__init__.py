@@ -39,7 +39,7 @@ _HOMES = {
     "FeatherSource": "pymc_extras.streaming.arrow_files",
     "ParquetSource": "pymc_extras.streaming.arrow_files",
     "HDF5Source": "pymc_extras.streaming.array_files",
-    "NpySource": "pymc_extras.streaming.array_files",
+    "NpySource": "pymc_extras.streaming.npy_files",
     "ZarrSource": "pymc_extras.streaming.array_files",
     "DaskSource": "pymc_extras.streaming.dask_source",
     "FullDataLogp": "pymc_extras.streaming.full_data",

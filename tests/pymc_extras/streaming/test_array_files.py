@@ -398,10 +398,14 @@ def test_a_truncated_file_is_refused_when_opened(kind, tmp_path):
     del source
     path = tmp_path / ("X.npy" if kind == "npy" else "data.h5")
     truncate(path, path.stat().st_size // 2)
-    match = r"cannot be (memory-mapped as a \.npy|opened as an HDF5) file \(.*truncated"
+    # A .npy header is checked against the file's size; h5py finds the truncation itself.
+    match = (
+        r"(declares an array of shape \(1000, 2\)|cannot be opened as an HDF5 file \().*truncated"
+    )
     with pytest.raises(SourceDataError, match=match) as caught:
         NpySource(path) if kind == "npy" else HDF5Source(path, "X")
-    assert str(path) in str(caught.value) and caught.value.__cause__ is not None
+    assert str(path) in str(caught.value)
+    assert kind == "npy" or caught.value.__cause__ is not None
 
 
 def test_a_corrupt_zarr_metadata_file_is_refused(tmp_path):
