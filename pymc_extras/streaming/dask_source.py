@@ -131,6 +131,8 @@ class DaskSource(BlockSource):
         Where partitions are computed, as ``dask.compute(..., scheduler=...)`` takes it. By
         default Dask's own choice: the active ``distributed.Client`` when there is one (it is
         looked up from the reading thread, so create it before ``pm.fit``), else local threads.
+        A pickled source (with a fitted model) leaves a ``Client`` out, and computes with
+        Dask's default where it is loaded.
 
     Raises
     ------
@@ -312,6 +314,14 @@ class DaskSource(BlockSource):
                     size = len(pieces[i])
                     results[i] = computed[n * size : (n + 1) * size]
         return results
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A distributed Client does not pickle: a copy computes with Dask's default scheduler,
+        # which is the client active where it runs, if there is one.
+        state = self.__dict__.copy()
+        if type(self._scheduler).__module__.split(".")[0] == "distributed":
+            state["_scheduler"] = None
+        return state
 
     def __repr__(self) -> str:
         return f"DaskSource({', '.join(c.label for c in self._collections)})"
