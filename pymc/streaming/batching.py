@@ -22,7 +22,7 @@ from pymc.exceptions import SourceDataError
 
 from pymc.streaming.sources import BlockSource, Chunk, Source
 
-__all__ = ["DEFAULT_SHUFFLE_BUFFER", "BatcherState", "Batcher", "BlockOrder"]
+__all__ = ["DEFAULT_SHUFFLE_BUFFER", "Batcher", "BatcherState", "BlockOrder"]
 
 DEFAULT_SHUFFLE_BUFFER = 65_536
 """Rows shuffled together by default: 5 MB for 10 float64 features; the whole of a 50k-row set."""

@@ -94,7 +94,7 @@ def test_a_position_deep_in_a_huge_epoch_is_restored_without_reading_what_comes_
     source = Declared(10**12, read_alignment=100)
     state = {"seed": 4, "epoch": 2, "offset": 10**12 - 700}
     batcher = Batcher(source, batch_size=256, shuffle_buffer=1_600, state=state)
-    batch, after = next(batcher)
+    _, after = next(batcher)
     assert after == {"seed": 4, "epoch": 2, "offset": 10**12 - 700 + 256}
     assert len(source.reads) <= 16  # one window's blocks, aligned to the chunks
     assert all(start % 100 == 0 for start, _ in source.reads)
@@ -248,17 +248,23 @@ def test_a_nan_loss_from_nan_data_points_to_check_finite():
     data = X.copy()
     data[:, 0] = np.nan
     model, _ = regression((data, Y), random_seed=1)
-    with model, pytest.raises(FloatingPointError, match=r"NaN or infinite values.*check_finite=True"):
+    with (
+        model,
+        pytest.raises(FloatingPointError, match=r"NaN or infinite values.*check_finite=True"),
+    ):
         pm.fit(50, progressbar=False)
     assert not reader_threads()
 
 
 def test_a_one_shot_source_with_fewer_rows_than_total_size_says_so_at_its_end():
     chunks = ((X[i : i + 100], Y[i : i + 100]) for i in range(0, N, 100))
-    model, stream = regression([chunks], total_size=1_000, shuffle_buffer=0)
+    model, _ = regression([chunks], total_size=1_000, shuffle_buffer=0)
     steps = []
-    with model, pytest.raises(
-        SourceDataError, match=r"one-shot iterator that ended after 600 rows.*total_size=600"
+    with (
+        model,
+        pytest.raises(
+            SourceDataError, match=r"one-shot iterator that ended after 600 rows.*total_size=600"
+        ),
     ):
         pm.fit(1_000, progressbar=False, callbacks=[lambda *_: steps.append(1)])
     assert len(steps) == 12  # every batch of the data was used before the error
