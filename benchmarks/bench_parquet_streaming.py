@@ -28,8 +28,11 @@ The data: a linear regression, ``FEATURES`` float64 columns plus ``y``, in row g
     from 2,048 rows in memory for as many steps: the floor that PyMC, the imports and the
     compiled step take without data; ``over_floor_mb`` is what streaming adds. The 10M-row fit
     runs once more with ``MIMALLOC_PURGE_DELAY=0``, which makes pyarrow's allocator return freed
-    pages at once. The figures that matter: ``peak_ratio_large_over_small`` (the issue asks
-    ≤ 1.1) and the 10M-row peak.
+    pages at once, and once with ``ParquetSource(..., release_freed_memory=True)``, which asks
+    pyarrow's (process-wide) pool to return them every 32 MiB decoded. The figures that
+    matter: ``peak_ratio_large_over_small`` (the issue asks ≤ 1.1) and the 10M-row peak.
+    ``--memory-only`` runs this part alone; ``--without-jax`` runs it as if JAX were not
+    installed (arviz_base imports JAX with pymc_extras when it is: about 120 MB).
 ``ingest``, ``ingest_row_groups_65536``
     On the 10M-row file, and on the same rows in row groups of 65,536: rows per second
     delivered as ready, shuffled batches of 256 by a ``ParquetSource`` stream (its
@@ -86,18 +89,23 @@ def child_fit(path: str, batch_size: int) -> None:
     ``path`` "floor" fits the same model, as many steps as over the 10M-row file, from a
     2,048-row array in memory: the memory of PyMC, its imports and the compiled step alone.
     """
+    if os.environ.get("BENCH_WITHOUT_JAX"):
+        # As if JAX were not installed: arviz_base imports it when it is, with pymc_extras.
+        sys.modules["jax"] = None  # type: ignore[assignment]
     import psutil
 
     import pymc as pm
 
-    from pymc.streaming import ArraySource, ParquetSource
+    from pymc.streaming import ArraySource
+    from pymc_extras.streaming import ParquetSource
 
     if path == "floor":
         rng = np.random.default_rng(0)
         source = ArraySource([rng.normal(size=(2_048, FEATURES)), rng.normal(size=2_048)])
         steps = 10_000_000 // batch_size
     else:
-        source = ParquetSource(path, columns=_COLUMNS)
+        options = json.loads(os.environ.get("BENCH_PARQUET_OPTIONS", "{}"))
+        source = ParquetSource(path, columns=_COLUMNS, **options)
         steps = source.num_rows // batch_size
     model = _model(source, batch_size, random_seed=0)
     before_fit = psutil.Process().memory_info().rss / 2**20
@@ -124,10 +132,11 @@ def _child(path: str, batch_size: int, env: dict | None = None) -> dict:
     return _run_child("--child-fit", path, str(batch_size), env=env)
 
 
-def memory(paths: dict[str, Path], batch_size: int) -> dict:
-    out = {"floor_in_memory_2048_rows": _child("floor", batch_size)}
+def memory(paths: dict[str, Path], batch_size: int, env: dict | None = None) -> dict:
+    env = env or {}
+    out = {"floor_in_memory_2048_rows": _child("floor", batch_size, env)}
     for label, path in paths.items():
-        out[label] = _child(str(path), batch_size)
+        out[label] = _child(str(path), batch_size, env)
         out[label]["file_mb"] = path.stat().st_size / 2**20
         out[label]["over_floor_mb"] = (
             out[label]["peak_rss_mb"] - out["floor_in_memory_2048_rows"]["peak_rss_mb"]
@@ -136,8 +145,15 @@ def memory(paths: dict[str, Path], batch_size: int) -> dict:
     out["peak_ratio_large_over_small"] = large["peak_rss_mb"] / small["peak_rss_mb"]
     # pyarrow's allocator (mimalloc) keeps freed pages for a while; returning them at once is
     # a setting of the environment, documented in docs/streaming.md, not of our code.
+    large = str(list(paths.values())[-1])
     label = f"{list(paths)[-1]}_MIMALLOC_PURGE_DELAY=0"
-    out[label] = _child(str(list(paths.values())[-1]), batch_size, {"MIMALLOC_PURGE_DELAY": "0"})
+    out[label] = _child(large, batch_size, {**env, "MIMALLOC_PURGE_DELAY": "0"})
+    # The opt-in return of pyarrow's freed pages (process-wide), where the reader has it.
+    options = {"BENCH_PARQUET_OPTIONS": json.dumps({"release_freed_memory": True})}
+    try:
+        out[f"{list(paths)[-1]}_release_freed_memory"] = _child(large, batch_size, {**env, **options})
+    except RuntimeError as error:  # a reader without the option
+        out[f"{list(paths)[-1]}_release_freed_memory"] = {"error": str(error)[-200:]}
     return out
 
 
@@ -151,7 +167,8 @@ def _raw_scan(path: Path) -> float:
 
 
 def _our_ingest(path: Path, shuffle_buffer: int = 65_536) -> float:
-    from pymc.streaming import ParquetSource, Stream
+    from pymc.streaming import Stream
+    from pymc_extras.streaming import ParquetSource
 
     source = ParquetSource(path, columns=_COLUMNS)
     stream = Stream(
@@ -222,7 +239,8 @@ def _steps_per_s(source, warmup: int, steps: int) -> float:
 def fit(path: Path, repetitions: int, warmup: int, steps: int) -> dict:
     import pyarrow.parquet as pq
 
-    from pymc.streaming import ArraySource, ParquetSource
+    from pymc.streaming import ArraySource
+    from pymc_extras.streaming import ParquetSource
 
     table = pq.read_table(path)
     X = np.column_stack([table.column(name).to_numpy() for name in _COLUMNS[0]])
@@ -248,6 +266,10 @@ def fit(path: Path, repetitions: int, warmup: int, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small files, one repetition")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory part")
+    parser.add_argument(
+        "--without-jax", action="store_true", help="fit as if JAX were not installed"
+    )
     parser.add_argument("--child-fit", nargs=2, metavar=("PATH", "BATCH"), help=argparse.SUPPRESS)
     parser.add_argument("--child-ingest", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -265,6 +287,17 @@ def main() -> None:
     for label, rows in sizes.items():
         regression_parquet(paths[label], rows)
     small, large = paths.values()
+    if args.memory_only:
+        params = {"rows": sizes, "features": FEATURES, "row_group_size": 1_048_576}
+        params["without_jax"] = args.without_jax
+        env = {"BENCH_WITHOUT_JAX": "1"} if args.without_jax else {}
+        result = {
+            "benchmark": "parquet_streaming_memory",
+            "params": params,
+            "memory": memory(paths, batch_size=1024, env=env),
+        }
+        print_result(result, quick=args.quick)
+        return
     # The same rows in row groups of 65,536 (the default shuffle buffer): each read whole,
     # decoded ahead by pyarrow, instead of decoded a window at a time.
     small_groups = _DATA / f"linear_{list(sizes)[-1]}_rg64k.parquet"
