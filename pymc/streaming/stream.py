@@ -153,6 +153,7 @@ class Stream(DataFeed):
         # A reader stopped while blocked in a read: it ends when the read returns.
         self._stale_reader: Prefetcher | None = None
         self._pending: collections.deque = collections.deque()
+        self._interrupted = False
         self._in_use = threading.Lock()
         self._fit_started = 0.0
         self._fit_batches = 0
@@ -191,10 +192,10 @@ class Stream(DataFeed):
                 self.begin_fit(random_seed)
             self._fit_started, self._fit_batches = time.perf_counter(), 0
             self.start_reading()
-        except BaseException:
+        except BaseException as error:
             # Also a Ctrl-C while the reader thread starts: stop it, or it would poll forever.
             try:
-                self.stop_reading()
+                self.stop_reading(interrupted=isinstance(error, KeyboardInterrupt))
             finally:
                 self._in_use.release()
             raise
@@ -207,6 +208,10 @@ class Stream(DataFeed):
             message = f"{end}; the fit stops here, before the steps it was asked for."
             warnings.warn(message, StreamEndedWarning, skip_file_prefixes=(_PYMC_DIR,))
             raise StopIteration(message) from None
+        except KeyboardInterrupt:
+            # Most likely while waiting for a reader stuck in a read: stop() will not wait.
+            self._interrupted = True
+            raise
         self._fit_batches += 1
 
     def stop(self) -> None:
@@ -214,18 +219,22 @@ class Stream(DataFeed):
 
         The position stays at the last batch delivered, and the next read goes on from there;
         files the source opened are closed (it opens them again if it is read again), so a
-        fitted model holds no file, memory map or thread. On a Ctrl-C, the reader thread is
-        not waited for beyond ``READER_STOP_GRACE`` seconds: a source blocked in a read then
-        ends its thread when the read returns. A second Ctrl-C while stopping stops waiting.
+        fitted model holds no file, memory map or thread. After a Ctrl-C that came while the
+        step waited for a batch, the reader thread is not waited for beyond
+        ``READER_STOP_GRACE`` seconds: a source blocked in a read then ends its thread when the
+        read returns. A Ctrl-C while stopping stops the waiting at once, and ends the fit as a
+        Ctrl-C does (the loop returns its approximation).
         """
-        in_flight = sys.exception()
+        in_flight = sys.exception()  # the loop's error, if it stops the feed while unwinding
+        interrupted = self._interrupted or isinstance(in_flight, KeyboardInterrupt)
+        self._interrupted = False
         try:
             try:
-                self.stop_reading()
+                self.stop_reading(interrupted=interrupted)
             except KeyboardInterrupt:
-                if in_flight is None:
-                    raise
-                # Already unwinding (from a first Ctrl-C or an error): that exception goes on.
+                # Pressed while waiting for the reader, which is left to end by itself: the fit
+                # ends as on any Ctrl-C, returning what it has.
+                pass
             if self._stale_reader is None:
                 self.close()
         finally:
@@ -440,19 +449,18 @@ class Stream(DataFeed):
             # Known to the stream before it starts, so that an interrupted start stops it.
             self._reader.start()
 
-    def stop_reading(self) -> None:
+    def stop_reading(self, *, interrupted: bool = False) -> None:
         """Stop the background reader, keeping the batches it prepared for the next read.
 
-        During a Ctrl-C the reader is waited for ``READER_STOP_GRACE`` seconds at most: a read
-        that blocks longer is left to end its thread when it returns (the stream does not use
-        that reader again).
+        ``interrupted`` (a Ctrl-C) waits ``READER_STOP_GRACE`` seconds at most for the read in
+        progress: a read that blocks longer is left to end its thread when it returns (the
+        stream does not use that reader again).
         """
         if self._reader is None:
             return
         reader, self._reader = self._reader, None
         self._stale_reader = reader  # until what it prepared is collected
-        grace = READER_STOP_GRACE if isinstance(sys.exception(), KeyboardInterrupt) else None
-        leftover = reader.stop(timeout=grace)
+        leftover = reader.stop(timeout=READER_STOP_GRACE if interrupted else None)
         if leftover is None:
             return
         self._stale_reader = None
