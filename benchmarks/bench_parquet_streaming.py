@@ -151,7 +151,9 @@ def memory(paths: dict[str, Path], batch_size: int, env: dict | None = None) -> 
     # The opt-in return of pyarrow's freed pages (process-wide), where the reader has it.
     options = {"BENCH_PARQUET_OPTIONS": json.dumps({"release_freed_memory": True})}
     try:
-        out[f"{list(paths)[-1]}_release_freed_memory"] = _child(large, batch_size, {**env, **options})
+        out[f"{list(paths)[-1]}_release_freed_memory"] = _child(
+            large, batch_size, {**env, **options}
+        )
     except RuntimeError as error:  # a reader without the option
         out[f"{list(paths)[-1]}_release_freed_memory"] = {"error": str(error)[-200:]}
     return out

@@ -19,7 +19,6 @@ from typing import cast
 import numpy as np
 
 from pymc.exceptions import SourceDataError
-
 from pymc.streaming.sources import BlockSource, Chunk, Source
 
 __all__ = ["DEFAULT_SHUFFLE_BUFFER", "Batcher", "BatcherState", "BlockOrder"]

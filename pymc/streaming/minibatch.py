@@ -21,7 +21,6 @@ import os
 import numpy as np
 
 from pymc.exceptions import SourceDataError
-
 from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
 from pymc.streaming.sources import as_source
 from pymc.streaming.stream import Stream, StreamBuffer

@@ -27,13 +27,13 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from pymc.exceptions import StreamingError
 from pytensor.graph.basic import Variable
 from rich.progress import ProgressColumn, Task
 from rich.table import Column
 from rich.text import Text
 
 from pymc.data_feed import DataFeed, FedSharedVariable, data_feeds_in
+from pymc.exceptions import StreamingError
 from pymc.streaming.batching import SEQUENTIAL_READ_ROWS, Batcher, BatcherState
 from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import Chunk, Source

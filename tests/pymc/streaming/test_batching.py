@@ -19,8 +19,8 @@ import pytest
 from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymc.exceptions import SourceDataError
 
+from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import Batcher, BlockOrder
 from pymc.streaming.sources import BlockSource, Source, as_source, to_chunk
 

@@ -21,10 +21,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pymc.exceptions import SourceDataError
-
 import pymc as pm
 
+from pymc.exceptions import SourceDataError
 from pymc.streaming import get_stream
 from pymc.streaming.batching import Batcher
 from pymc.streaming.sources import OutputSpec, Source

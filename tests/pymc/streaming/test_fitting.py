@@ -20,12 +20,11 @@ import numpy as np
 import pytensor
 import pytest
 
-from pymc.variational.callbacks import CheckParametersConvergence
-
 import pymc as pm
 
 from pymc.streaming import get_stream
 from pymc.streaming.stream import StreamEndedWarning
+from pymc.variational.callbacks import CheckParametersConvergence
 
 N = 600
 RNG = np.random.default_rng(1)

@@ -15,13 +15,12 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 
-from pymc.data import MinibatchOp
-from pymc.variational.minibatch_rv import MinibatchRandomVariable
-
 import pymc as pm
 
+from pymc.data import MinibatchOp
 from pymc.data_feed import feeding_data
 from pymc.streaming import InvalidSourceError, SourceDataError, StreamBuffer, get_stream
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
 N = 200
 X = np.random.default_rng(0).normal(size=(N, 3))

@@ -18,7 +18,6 @@ import pytensor
 import pytest
 
 from pymc.exceptions import InvalidSourceError, SourceDataError
-
 from pymc.streaming.sources import ArraySource, IterableSource, ZippedSource, as_source, to_chunk
 
 

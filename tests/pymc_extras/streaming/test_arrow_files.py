@@ -27,10 +27,10 @@ import pytest
 from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymc.exceptions import SourceDataError
 
 import pymc as pm
 
+from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import Batcher
 from pymc.streaming.sources import ArraySource, as_source
 from pymc_extras.streaming import optional

@@ -24,10 +24,10 @@ import pytest
 from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymc.exceptions import InvalidSourceError, SourceDataError
 
 import pymc as pm
 
+from pymc.exceptions import InvalidSourceError, SourceDataError
 from pymc.streaming import get_stream
 from pymc.streaming.batching import Batcher
 from pymc.streaming.sources import BlockSource, to_chunk

@@ -29,10 +29,10 @@ import numpy as np
 import pytest
 
 from file_faults import unreadable
-from pymc.exceptions import SourceDataError
 
 import pymc as pm
 
+from pymc.exceptions import SourceDataError
 from pymc.streaming import get_stream
 
 pa = pytest.importorskip("pyarrow")
