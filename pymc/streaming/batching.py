@@ -351,11 +351,12 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         ``CHECK_ROWS`` at a time, so the check holds no window of values.
         """
         rows = len(window[0])
-        numbers = window[0] if self._gather is not None else None
-        if numbers is None:
-            pieces: Iterator[tuple[int, Chunk]] = iter([(0, window)])
+        gather = self._gather
+        numbers = window[0] if gather is not None else None
+        pieces: Iterator[tuple[int, Chunk]]
+        if gather is None or numbers is None:
+            pieces = iter([(0, window)])
         else:
-            gather = self._gather
             pieces = (
                 (start, gather(numbers[start : start + CHECK_ROWS]))
                 for start in range(0, rows, CHECK_ROWS)

@@ -21,6 +21,7 @@ import os
 import threading
 
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -285,7 +286,7 @@ def _open_hdf5(h5py, path: str):
 
 def _reopen_hdf5(where: tuple[tuple[str, str], ...], read_alignment: int | None) -> HDF5Source:
     h5py = import_optional("h5py", extra="hdf5", reader="HDF5Source")
-    files: dict[str, object] = {}
+    files: dict[str, Any] = {}
     found = [files.setdefault(name, _open_hdf5(h5py, name))[path] for name, path in where]
     source = HDF5Source.__new__(HDF5Source)
     source._init_datasets(found, read_alignment, owned=True)

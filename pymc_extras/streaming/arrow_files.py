@@ -167,7 +167,7 @@ def _paths(path, suffix: str | tuple[str, ...] | None, kind: str) -> list[str]:
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     files = []
-    for entry in map(os.fspath, paths):
+    for entry in (os.fspath(name) for name in paths):
         if os.path.isdir(entry):
             found = find_files(entry, suffix)
             if not found:
@@ -313,7 +313,7 @@ class ParquetSource(BlockSource):
         self.specs = _specs(dataset.schema, self._outputs)
         self._columns = _column_names(self._outputs)
         self._scan_options = ds.ParquetFragmentScanOptions(pre_buffer=False)
-        self._blocks: list[tuple[object, str, int]] = []
+        self._blocks: list[tuple[Any, str, int]] = []  # (row group fragment, file, index)
         rows = []
         for fragment in dataset.get_fragments(filter=filter):
             for piece, count in self._row_groups(fragment):
@@ -444,7 +444,7 @@ class ParquetSource(BlockSource):
                 handle.close()
         if buffered:
             piece = self._piece(pa.Table.from_batches(pending), constants, where)
-            pending = None
+            pending = []
             self._count_decoded(piece)
             yield piece
 
@@ -766,11 +766,12 @@ class CSVSource(Source):
                 index += 1
 
     def _count_rows(self) -> int:
-        first = next(iter(self._types))
+        types = self._types or {}
+        first = next(iter(types))
         return sum(
             batch.num_rows
             for file in self._files
-            for batch, _ in self._batches(file, {first: self._types[first]})
+            for batch, _ in self._batches(file, {first: types[first]})
         )
 
     def chunks(self) -> Iterator[Chunk]:

@@ -260,6 +260,7 @@ class DaskSource(BlockSource):
                 f"lengths={lengths} disagrees with the chunks of {self._collections[0].label} "
                 f"({first}). Leave lengths out for arrays: their chunks say it."
             )
+        assert first is not None  # each collection's rows are known, given or counted
         return first
 
     def read_block(self, index: int) -> Chunk:
@@ -378,7 +379,7 @@ def _describe(dask, obj, position: int, columns) -> _Collection:
             f"columns must be a list with one entry per output (a name or a list of names), "
             f"got {columns!r}. For example columns=[['x1', 'x2'], 'y']."
         )
-    wanted = [name for s in selections for name in ([s] if isinstance(s, str) else s)]
+    wanted = [name for s in selections for name in ([s] if isinstance(s, str) else s or [])]
     missing = [name for name in dict.fromkeys(wanted) if name not in available]
     if missing:
         raise SourceDataError(
