@@ -43,11 +43,10 @@ class Prefetcher:
 
     The thread starts at once, or with :meth:`start` when ``start=False``: a caller that must
     be able to stop it, however it is interrupted, keeps the prefetcher before starting it. The
-    consumer calls :meth:`get`, which returns the next
-    item, an :class:`Exhausted` marker, or a :class:`Failed` carrying the exception the
-    iterator raised. :meth:`stop` ends the thread and returns the items it had prepared but
-    nobody consumed, in order, so that a later reader can hand them out first: nothing is lost
-    or read twice.
+    consumer calls :meth:`get`, which returns the next item, an :class:`Exhausted` marker, or a
+    :class:`Failed` carrying the exception the iterator raised. :meth:`stop` ends the thread
+    and returns the items it had prepared but nobody consumed, in order, so that a later reader
+    can hand them out first: nothing is lost or read twice.
 
     The thread checks for a stop between items, never inside one: a stop waits for the item
     being read. ``stop(timeout=...)`` waits a bounded time instead, for a consumer that must

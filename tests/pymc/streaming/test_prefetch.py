@@ -71,3 +71,24 @@ def test_stop_is_prompt_while_the_queue_is_full():
 def test_depth_must_be_positive():
     with pytest.raises(ValueError, match="at least 1, got 0"):
         Prefetcher(iter([]), depth=0)
+
+
+def test_a_stop_with_a_timeout_leaves_a_blocked_read_and_a_later_stop_collects_it():
+    release = threading.Event()
+
+    def source():
+        yield 1
+        release.wait(10)  # a read that blocks (a stalled network)
+        yield 2
+
+    reader = Prefetcher(source(), depth=4, name="test-reader")
+    assert reader.get() == 1
+    assert reader.stop(timeout=0.05) is None and reader.running  # not waited for
+    release.set()
+    assert reader.stop() == [2]  # what the read returned is not lost
+    assert not reader.running and not reader_threads()
+
+
+def test_a_prefetcher_started_later_is_stopped_even_if_never_started():
+    reader = Prefetcher(iter(range(3)), depth=2, name="test-reader", start=False)
+    assert reader.stop() == [] and not reader_threads()
