@@ -35,7 +35,7 @@ __all__ = [
 
 _HOMES = {
     "ArrowIPCSource": "pymc_extras.streaming.arrow_files",
-    "CSVSource": "pymc_extras.streaming.arrow_files",
+    "CSVSource": "pymc_extras.streaming.csv_files",
     "FeatherSource": "pymc_extras.streaming.arrow_files",
     "ParquetSource": "pymc_extras.streaming.arrow_files",
     "HDF5Source": "pymc_extras.streaming.array_files",
