@@ -34,15 +34,7 @@ import pymc as pm
 
 from pymc.exceptions import SourceDataError
 from pymc.streaming import get_stream
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-feather = pytest.importorskip("pyarrow.feather")
-pacsv = pytest.importorskip("pyarrow.csv")
-h5py = pytest.importorskip("h5py")
-zarr = pytest.importorskip("zarr")
-
-from pymc_extras.streaming import (  # noqa: E402
+from pymc_extras.streaming import (  # the readers import their packages when they are built
     ArrowIPCSource,
     CSVSource,
     HDF5Source,
@@ -51,6 +43,13 @@ from pymc_extras.streaming import (  # noqa: E402
     ZarrSource,
     arrow_files,
 )
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+feather = pytest.importorskip("pyarrow.feather")
+pacsv = pytest.importorskip("pyarrow.csv")
+h5py = pytest.importorskip("h5py")
+zarr = pytest.importorskip("zarr")
 
 N = 400
 IDS = np.arange(N)
