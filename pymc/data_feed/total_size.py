@@ -25,7 +25,7 @@ from pymc.exceptions import SourceDataError
 __all__ = ["fed_total_size"]
 
 
-def fed_total_size(rv: Variable, observed: Any, total_size: Any, name: str) -> Any:
+def fed_total_size(rv: Any, observed: Any, total_size: Any, name: str) -> Any:
     """``total_size`` for an observed variable, inferred in rows when its data is fed.
 
     ``Model.register_rv`` calls this before its own ``pm.Minibatch`` checks. It returns

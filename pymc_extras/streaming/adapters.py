@@ -21,7 +21,6 @@ dataset, or pymc-extras' own ``DataLoader``.
 """
 
 from pymc.exceptions import InvalidSourceError
-
 from pymc.streaming.sources import Source, as_source, register_source
 
 __all__ = [

@@ -21,8 +21,8 @@ import os
 import threading
 
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 

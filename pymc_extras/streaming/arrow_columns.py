@@ -22,6 +22,7 @@ import numpy as np
 
 from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import Chunk, OutputSpec
+
 from pymc_extras.streaming.files import access_error, find_files, readable
 
 __all__ = [

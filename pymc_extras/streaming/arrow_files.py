@@ -26,6 +26,7 @@ import numpy as np
 
 from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import BlockSource, Chunk
+
 from pymc_extras.streaming.arrow_columns import (
     Columns,
     arrow_errors,

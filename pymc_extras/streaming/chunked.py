@@ -21,8 +21,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from pymc.exceptions import SourceDataError, StreamingError
-
 from pymc.streaming.sources import Chunk, OutputSpec, Source
+
 from pymc_extras.streaming.files import FileStamps, access_error
 
 __all__ = ["PASS_READ_ROWS", "ChunkedArraySource", "is_path"]

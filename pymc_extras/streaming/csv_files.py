@@ -21,6 +21,7 @@ import numpy as np
 
 from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import Chunk, Source
+
 from pymc_extras.streaming.arrow_columns import (
     Columns,
     arrow_errors,

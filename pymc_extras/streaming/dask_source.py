@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from pymc.exceptions import InvalidSourceError, SourceDataError
-
 from pymc.streaming.sources import BlockSource, Chunk, OutputSpec
+
 from pymc_extras.streaming.optional import import_optional
 
 __all__ = ["DaskSource"]

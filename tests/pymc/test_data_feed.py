@@ -110,7 +110,9 @@ class UncountedFeed(ListFeed):
 def test_a_feed_that_cannot_tell_its_rows_needs_total_size():
     feed = UncountedFeed([np.arange(10.0)])
     with pm.Model():
-        with pytest.raises(SourceDataError, match=r"cannot tell its number of rows.*Pass total_size="):
+        with pytest.raises(
+            SourceDataError, match=r"cannot tell its number of rows.*Pass total_size="
+        ):
             pm.Normal("y", 0, 1, observed=feed.buffer)
         pm.Normal("z", 0, 1, observed=feed.buffer, total_size=1_000)
     assert feed.declared == 1_000

@@ -14,12 +14,12 @@
 """pymc-extras' readers and data loaders, found by PyMC through entry points, with row counts."""
 
 import numpy as np
-import pytest
-
 import pymc as pm
+import pytest
 
 from pymc.streaming import get_stream
 from pymc.streaming.sources import as_source
+
 from pymc_extras.variational import DataLoader, parquet_source
 
 pa = pytest.importorskip("pyarrow")

@@ -20,18 +20,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pymc as pm
 import pytest
 
 from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import pymc as pm
-
 from pymc.exceptions import InvalidSourceError, SourceDataError
 from pymc.streaming import get_stream
 from pymc.streaming.batching import Batcher
 from pymc.streaming.sources import ArraySource
+
 from pymc_extras.streaming.array_files import HDF5Source, NpySource, ZarrSource
 
 h5py = pytest.importorskip("h5py")

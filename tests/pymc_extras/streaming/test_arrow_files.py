@@ -22,17 +22,16 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
+import pymc as pm
 import pytest
 
 from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import pymc as pm
-
 from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import Batcher
 from pymc.streaming.sources import ArraySource, as_source
+
 from pymc_extras.streaming import optional
 from pymc_extras.streaming.arrow_files import (
     ArrowIPCSource,

@@ -19,14 +19,12 @@ import time
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytest
 
 from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import pymc as pm
-
 from pymc.exceptions import InvalidSourceError, SourceDataError
 from pymc.streaming import get_stream
 from pymc.streaming.batching import Batcher
@@ -37,7 +35,7 @@ da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
-from pymc_extras.streaming.dask_source import DaskSource  # noqa: E402
+from pymc_extras.streaming.dask_source import DaskSource
 
 N = 600
 RNG = np.random.default_rng(1)

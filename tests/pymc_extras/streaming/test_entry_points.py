@@ -17,12 +17,13 @@ import importlib.util
 import threading
 
 import numpy as np
+import pymc as pm
 import pytest
 
-import pymc as pm
+from pymc.exceptions import StreamingNotSupportedError
+
 import pymc_extras as pmx
 
-from pymc.exceptions import StreamingNotSupportedError
 from pymc_extras.inference.advi import Trainer, fit_advi
 from pymc_extras.inference.pathfinder.pathfinder import fit_blackjax_pathfinder
 

@@ -16,6 +16,7 @@
 import threading
 
 import numpy as np
+import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
@@ -24,10 +25,8 @@ from full_data_models import Chunked, families, hierarchical, linear, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.pytensorf import compile, join_nonshared_inputs
-
-import pymc as pm
-
 from pymc.streaming import SourceDataError, StreamingNotSupportedError, get_stream
+
 from pymc_extras.streaming.full_data import FullDataLogp
 from pymc_extras.streaming.passes import reads_minibatched_data
 

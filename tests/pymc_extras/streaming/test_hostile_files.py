@@ -26,14 +26,13 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pymc as pm
 import pytest
 
 from file_faults import unreadable
-
-import pymc as pm
-
 from pymc.exceptions import SourceDataError
 from pymc.streaming import get_stream
+
 from pymc_extras.streaming import (  # the readers import their packages when they are built
     ArrowIPCSource,
     CSVSource,

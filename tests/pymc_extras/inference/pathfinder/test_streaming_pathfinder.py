@@ -17,6 +17,7 @@ import functools
 import threading
 
 import numpy as np
+import pymc as pm
 import pytensor
 import pytest
 
@@ -24,13 +25,12 @@ from full_data_models import Chunked, families, linear, radon, radon_like, simul
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.exceptions import StreamingNotSupportedError
-from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
-from pymc_extras.inference.pathfinder.single_path import make_single_pathfinder_fn
 
-import pymc as pm
 import pymc_extras as pmx
 
 from pymc_extras.inference.pathfinder import multipath, streaming
+from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
+from pymc_extras.inference.pathfinder.single_path import make_single_pathfinder_fn
 
 # Pathfinder's result leaves streamed observations out of its observed_data group (only one
 # batch of them is in memory), and says so with a UserWarning: documented, and tested with the
