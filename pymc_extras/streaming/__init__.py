@@ -11,12 +11,14 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Streaming data for PyMC models: file and Dask readers, and exact passes over the full data.
+"""Streaming data for PyMC models: readers, full-data passes, and the workflow after the fit.
 
 The readers are sources for ``pm.Minibatch(source, batch_size=..., streaming=True)``; PyMC also
 finds them by itself for HDF5 datasets, Zarr arrays, Dask collections, pyarrow datasets and
 pymc-extras' ``DataLoader`` (:mod:`pymc_extras.streaming.adapters`). Attributes are imported on
-first use, so importing this package imports no reader and no optional dependency.
+first use, so importing this package imports no reader and no optional dependency. After the
+fit: convergence of the noisy streamed objective, predictions on new data, posterior predictive
+checks, pointwise log-likelihoods, sub-sampled PSIS-LOO and model comparison.
 """
 
 import importlib
@@ -25,12 +27,26 @@ __all__ = [
     "ArrowIPCSource",
     "CSVSource",
     "DaskSource",
+    "EarlyStopping",
     "FeatherSource",
     "FullDataLogp",
     "HDF5Source",
     "NpySource",
     "ParquetSource",
+    "PassReport",
     "ZarrSource",
+    "choose_rows",
+    "data_deterministics",
+    "fit_until_converged",
+    "log_densities",
+    "log_likelihood_subsample",
+    "loo_subsample",
+    "posterior_predictive_subsample",
+    "ppc_summary",
+    "predict",
+    "predict_to_file",
+    "rows_model",
+    "without_data_deterministics",
 ]
 
 _HOMES = {
@@ -43,6 +59,21 @@ _HOMES = {
     "ZarrSource": "pymc_extras.streaming.array_files",
     "DaskSource": "pymc_extras.streaming.dask_source",
     "FullDataLogp": "pymc_extras.streaming.full_data",
+    # The workflow after the fit.
+    "EarlyStopping": "pymc_extras.streaming.convergence",
+    "fit_until_converged": "pymc_extras.streaming.convergence",
+    "choose_rows": "pymc_extras.streaming.rows",
+    "rows_model": "pymc_extras.streaming.rows",
+    "predict": "pymc_extras.streaming.predictive",
+    "posterior_predictive_subsample": "pymc_extras.streaming.predictive",
+    "log_likelihood_subsample": "pymc_extras.streaming.predictive",
+    "PassReport": "pymc_extras.streaming.predictive_passes",
+    "predict_to_file": "pymc_extras.streaming.predictive_passes",
+    "ppc_summary": "pymc_extras.streaming.predictive_passes",
+    "loo_subsample": "pymc_extras.streaming.loo",
+    "log_densities": "pymc_extras.streaming.approximation",
+    "data_deterministics": "pymc_extras.streaming.deterministics",
+    "without_data_deterministics": "pymc_extras.streaming.deterministics",
 }
 
 
