@@ -25,6 +25,7 @@ import numpy as np
 from arviz_stats.base import array_stats
 from pymc.model import Model
 from pymc.variational.callbacks import Callback
+from scipy.stats import norm
 
 from pymc.streaming.stream import streams_in
 
@@ -49,9 +50,10 @@ class WindowSummary:
         (NaN for the first window and with ``on="parameters"``).
     improvement_se : float
         The standard error of ``improvement``.
-    rhat : float
-        With ``on="parameters"``, the largest split-R̂ over the parameters' values in the
-        window (NaN otherwise).
+    drift : float
+        With ``on="parameters"``, the largest move of a parameter's mean over the window from
+        its mean over the previous window, in units of the move that counts as none (``atol``
+        or the means' noise): at most 1 is stationary. NaN otherwise, and for the first window.
     converged : bool
         Whether the window met the rule: no significant improvement (``on="elbo"``), or
         stationary parameters (``on="parameters"``).
@@ -62,7 +64,7 @@ class WindowSummary:
     loss_se: float
     improvement: float
     improvement_se: float
-    rhat: float
+    drift: float
     converged: bool
 
 
@@ -118,10 +120,14 @@ class EarlyStopping(Callback):
       fit has converged when ``patience`` windows in a row do not: more steps no longer
       detectably lower the loss. A loss still falling slowly beats the best of a few windows
       back, so it keeps going.
-    - ``on="parameters"``: the variational parameters, recorded ``snapshots`` times per window,
-      are stationary when their split-R̂ (first half of the window against the second) is below
-      ``rhat`` for every parameter (Dhaka et al. 2020): the optimiser is then bouncing around
-      its optimum in the noise.
+    - ``on="parameters"``: the variational parameters, recorded ``snapshots`` times per window
+      and averaged over it, which smooths the optimiser's jitter (iterate averaging, Dhaka et
+      al. 2020). They are stationary when no parameter's window mean moved from the previous
+      window's by more than ``atol`` or ``z`` standard errors of the two means (from the
+      windows' effective sample sizes; ``z`` raised to a Bonferroni bound over the
+      parameters): ``CheckParametersConvergence`` on window means instead of single noisy
+      iterates. It watches the approximation's scales (``rho``, ``*_scale``), which barely move
+      the ELBO.
 
     It stops after ``patience`` consecutive windows meet the rule (Keras' early stopping, on
     window means and with the noise as the threshold). Use it as a ``pm.fit``
@@ -139,8 +145,9 @@ class EarlyStopping(Callback):
         An improvement counts when larger than ``z`` standard errors.
     rtol : float, default 1e-4
         An improvement smaller than this share of the loss counts as none, however precise.
-    rhat : float, default 1.1
-        The split-R̂ below which parameters are stationary.
+    atol : float, default 0.01
+        With ``on="parameters"``: the largest move of a parameter's window mean that counts as
+        none (0.01 of a log scale is a 1% change of a standard deviation).
     patience : int, default 3
         Consecutive windows without improvement (or with stationary parameters) needed to stop.
     snapshots : int, default 100
@@ -186,7 +193,7 @@ class EarlyStopping(Callback):
         on: Literal["elbo", "parameters"] = "elbo",
         z: float = 2.0,
         rtol: float = 1e-4,
-        rhat: float = 1.1,
+        atol: float = 0.01,
         patience: int = 3,
         snapshots: int = 100,
         min_steps: int = 0,
@@ -206,7 +213,7 @@ class EarlyStopping(Callback):
             )
         self.window: int | str = window
         self.on = on
-        self.z, self.rtol, self.rhat_threshold = float(z), float(rtol), float(rhat)
+        self.z, self.rtol, self.atol = float(z), float(rtol), float(atol)
         self.patience, self.snapshots, self.min_steps = int(patience), int(snapshots), min_steps
         self.reset()
 
@@ -221,6 +228,7 @@ class EarlyStopping(Callback):
         self._seen = 0  # losses of the current pm.fit history already taken
         self._streak = 0
         self._best: tuple[float, float] | None = None
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None
 
     # --- resolution -----------------------------------------------------------------------
     def bind(self, model: Model) -> int:
@@ -285,7 +293,7 @@ class EarlyStopping(Callback):
         finite = losses[np.isfinite(losses)]
         mean = float(finite.mean()) if finite.size else np.nan
         se = _mean_se(finite)
-        improvement = improvement_se = rhat = np.nan
+        improvement = improvement_se = drift = np.nan
         improved = self._best is None
         if self.on == "elbo" and self._best is not None:
             best, best_se = self._best
@@ -294,28 +302,46 @@ class EarlyStopping(Callback):
         if self.on == "elbo" and improved:
             self._best = (mean, se)
         if self.on == "parameters":
-            rhat = self._rhat()
-            improved = not rhat < self.rhat_threshold
+            drift = self._drift()
+            improved = not drift <= 1
         quiet = not improved and self._steps >= self.min_steps
         self._streak = self._streak + 1 if quiet else 0
         self.history.append(
-            WindowSummary(self._steps, mean, se, improvement, improvement_se, rhat, quiet)
+            WindowSummary(self._steps, mean, se, improvement, improvement_se, drift, quiet)
         )
         self._losses, self._params = [], []
         if self._streak >= self.patience:
             self.converged, self.stopped_at = True, self._steps
 
-    def _rhat(self) -> float:
+    def _drift(self) -> float:
+        """The largest move of a parameter's window mean since the previous window.
+
+        In units of what counts as none: ``atol``, or the noise of the two means if larger.
+
+        Each window mean's standard error comes from the iterates' jitter around their trend
+        over the window and its effective sample size, so autocorrelated jitter counts as
+        noise and a drift does not; ``z`` is raised to a
+        Bonferroni bound over the parameters, so that many parameters do not make a move by
+        chance certain.
+        """
         values = np.asarray(self._params)
-        half = len(values) // 2
-        if half < 4:
-            return np.inf
-        halves = np.stack([values[:half], values[half : 2 * half]])  # (2, half, p)
+        if len(values) < 4:
+            return np.nan
+        means = values.mean(axis=0)
+        se = np.zeros_like(means)
         moving = np.ptp(values, axis=0) > 0
-        if not moving.any():
-            return 1.0
-        chains = np.moveaxis(halves[..., moving], -1, 0)  # (p, 2, half)
-        return float(np.max(array_stats.rhat(chains, chain_axis=-2, draw_axis=-1)))
+        if moving.any():
+            # The noise around each parameter's trend over the window, not the trend itself.
+            steps = np.arange(len(values))
+            trend = np.polynomial.polynomial.polyfit(steps, values[:, moving], 1)
+            residuals = values[:, moving] - np.polynomial.polynomial.polyval(steps, trend).T
+            se[moving] = array_stats.mcse(residuals.T[:, None], method="mean")
+        previous, self._previous = self._previous, (means, se)
+        if previous is None or previous[0].shape != means.shape:
+            return np.nan
+        z = norm.isf(norm.sf(self.z) / len(means))
+        allowed = np.maximum(self.atol, z * np.hypot(se, previous[1]))
+        return float(np.max(np.abs(means - previous[0]) / allowed))
 
     def message(self) -> str:
         """Why the rule stopped (or what it saw last)."""
@@ -331,8 +357,9 @@ class EarlyStopping(Callback):
             )
         else:
             detail = (
-                f"the parameters' split-R̂ has been below {self.rhat_threshold:g} for "
-                f"{self._streak} window(s) of {self.window} steps (last: {last.rhat:.3f})"
+                f"no parameter's mean over a window of {self.window} steps has moved from the "
+                f"previous window's by more than atol={self.atol:g} or its noise for "
+                f"{self._streak} window(s) (last: {last.drift:.3g} of that)"
             )
         return f"{status}: {detail}."
 

@@ -64,18 +64,21 @@ def test_a_steadily_falling_loss_never_stops():
 
 def test_parameters_stationary_or_drifting():
     rng = np.random.default_rng(1)
-    stationary = rng.normal(size=(5_000, 4))
+    jitter = np.zeros((8_000, 4))  # autocorrelated jitter around a fixed optimum
+    for i in range(1, len(jitter)):
+        jitter[i] = 0.9 * jitter[i - 1] + rng.normal(0, 0.1, size=4)
     rule = EarlyStopping(window=1_000, on="parameters", patience=2)
-    for step, params in enumerate(stationary):
+    for params in jitter:
         if rule.update([0.0], params=params):
             break
-    assert rule.converged and rule.stopped_at == 2_000
+    assert rule.converged and rule.stopped_at == 3_000  # the first window has nothing to compare
+    assert np.isnan(rule.history[0].drift) and rule.history[-1].drift <= 1
     drifting = EarlyStopping(window=1_000, on="parameters")
-    path = np.cumsum(rng.normal(size=(5_000, 4)), axis=0)
+    path = jitter + np.linspace(0, 2, len(jitter))[:, None]  # the same jitter, drifting
     for params in path:
         drifting.update([0.0], params={"a": params[:2], "b": params[2:]})
     assert not drifting.converged
-    assert min(w.rhat for w in drifting.history) > 1.1
+    assert min(w.drift for w in drifting.history[1:]) > 1
 
 
 def test_epoch_window_of_a_streaming_model():
