@@ -49,7 +49,7 @@ def test_stops_once_the_loss_is_flat_within_its_noise(seed):
     assert rule.converged
     # By then what the loss can still fall is of the size of the noise of a window's mean.
     last = rule.history[-1]
-    assert 1_000 * np.exp(-rule.stopped_at / 800) < 3 * last.improvement_se
+    assert 1_000 * np.exp(-rule.stopped_at / 800) < 4 * last.improvement_se
     assert rule.stopped_at < 12_000
     assert rule.history[-1].converged and len(rule.history) * 200 == rule.stopped_at
 
@@ -120,6 +120,22 @@ def test_trainer_until_converged_continues_one_fit():
     once.fit(rule.stopped_at, model=model_again, random_seed=2)
     for name, value in once.state.params.items():
         np.testing.assert_allclose(state.params[name], value, rtol=1e-10)
+
+
+def test_averaging_sets_the_parameters_to_the_last_window_mean():
+    model = streaming_linear(DATA.X, DATA.y)
+    rule = EarlyStopping(window=200, average=True, snapshots=20)
+    with model:
+        approx = pm.fit(20_000, callbacks=[rule], random_seed=1, progressbar=False)
+    assert rule.converged
+    flat = np.concatenate([p.get_value().ravel() for p in approx.params])
+    np.testing.assert_allclose(flat, rule.averaged)
+    trainer_rule = EarlyStopping(window=150, average=True, snapshots=10)
+    trainer = Trainer(random_seed=1)
+    state = fit_until_converged(trainer, trainer_rule, max_steps=6_000, model=model)
+    assert trainer_rule.converged and trainer.state is state
+    flat = np.concatenate([np.ravel(value) for value in state.params.values()])
+    np.testing.assert_allclose(flat, trainer_rule.averaged)
 
 
 def test_trainer_stops_at_max_steps():
