@@ -237,23 +237,27 @@ def block_seed(root: np.random.SeedSequence, block: int) -> int:
 def blocks_of_rows(chunks: Iterator[Chunk], rows: int) -> Iterator[tuple[int, Chunk]]:
     """Regroup chunks into blocks of exactly ``rows`` rows (the last one shorter), numbered.
 
-    Yields ``(block number, chunk)``; block ``b`` starts at row ``b * rows`` of the data.
+    Yields ``(block number, chunk)``; block ``b`` starts at row ``b * rows`` of the data. Blocks
+    inside a chunk are views of it; only a block that straddles two chunks is copied, so at most
+    one chunk is held beyond the source's own.
     """
     pending: list[Chunk] = []
     held = 0
     number = 0
     for chunk in chunks:
-        pending.append(chunk)
-        held += len(chunk[0])
-        if held < rows:
-            continue
-        joined = tuple(np.concatenate(parts) for parts in zip(*pending))
-        start = 0
-        while held - start >= rows:
-            yield number, tuple(part[start : start + rows] for part in joined)
-            number += 1
-            start += rows
-        pending = [tuple(part[start:] for part in joined)] if held > start else []
-        held -= start
+        size, start = len(chunk[0]), 0
+        if held:  # complete the block begun in the previous chunk(s)
+            start = min(rows - held, size)
+            pending.append(tuple(part[:start] for part in chunk))
+            held += start
+            if held < rows:
+                continue
+            yield number, tuple(np.concatenate(parts) for parts in zip(*pending))
+            number, pending, held = number + 1, [], 0
+        while size - start >= rows:
+            yield number, tuple(part[start : start + rows] for part in chunk)
+            number, start = number + 1, start + rows
+        if start < size:
+            pending, held = [tuple(part[start:] for part in chunk)], size - start
     if held:
         yield number, tuple(np.concatenate(parts) for parts in zip(*pending))

@@ -13,6 +13,8 @@
 #   limitations under the License.
 """Predictive passes write, block by block, exactly PyMC's draws for those rows and seeds."""
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,10 +22,12 @@ import pytest
 import xarray as xr
 
 from full_data_models import Chunked
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from workflow_models import posterior, simulate, streaming_linear
 
 from pymc_extras.streaming import ParquetSource
-from pymc_extras.streaming.pointwise import PREDICTIVE_BLOCK_ROWS, block_seed
+from pymc_extras.streaming.pointwise import PREDICTIVE_BLOCK_ROWS, block_seed, blocks_of_rows
 from pymc_extras.streaming.predictive import predict
 from pymc_extras.streaming.predictive_passes import ppc_summary, predict_to_file
 from pymc_extras.streaming.row_outputs import DatasetQuantiles
@@ -143,6 +147,22 @@ def test_ppc_summary_statistics_of_every_row_in_one_pass(idata, model, tmp_path)
     assert abs(rows["y_pit"].mean() - 0.5) < 0.02
     p_values = (replicated >= observed).mean(("chain", "draw"))
     assert ((p_values > 0.01) & (p_values < 0.99)).all()
+
+
+@given(
+    rows=st.integers(1, 60),
+    block=st.integers(1, 12),
+    cuts=st.lists(st.integers(1, 59), max_size=6, unique=True),
+)
+@settings(max_examples=100, deadline=None)
+def test_blocks_of_rows_cover_the_data_in_order(rows, block, cuts):
+    data = np.arange(rows)
+    bounds = [0, *sorted(c for c in cuts if c < rows), rows]
+    chunks = [(data[a:b],) for a, b in itertools.pairwise(bounds)]
+    out = list(blocks_of_rows(iter(chunks), block))
+    assert [number for number, _ in out] == list(range(len(out)))
+    assert all(len(chunk[0]) == block for _, chunk in out[:-1])
+    np.testing.assert_array_equal(np.concatenate([chunk[0] for _, chunk in out]), data)
 
 
 def test_quantile_sketch_widens_to_cover_every_value():
