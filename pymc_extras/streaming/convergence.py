@@ -25,10 +25,9 @@ import numpy as np
 
 from arviz_stats.base import array_stats
 from pymc.model import Model
+from pymc.streaming.stream import streams_in
 from pymc.variational.callbacks import Callback
 from scipy.stats import norm
-
-from pymc.streaming.stream import streams_in
 
 __all__ = ["EarlyStopping", "WindowSummary", "fit_until_converged"]
 

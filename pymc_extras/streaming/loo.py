@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import arviz_stats
 import numpy as np
+import pymc as pm
 import xarray as xr
 
 from arviz_base import rcParams
@@ -29,8 +30,6 @@ from arviz_stats.utils import ELPDDataLOOSubsample
 from pymc.model import Model, modelcontext
 from scipy.special import logsumexp
 from xarray import DataTree
-
-import pymc as pm
 
 from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE
 from pymc_extras.streaming.passes import data_chunks

@@ -23,12 +23,12 @@ import pytensor.tensor as pt
 from pymc.model import Model
 from pymc.model.transform.conditioning import remove_value_transforms
 from pymc.pytensorf import collect_default_updates, compile, reseed_rngs
+from pymc.streaming.sources import Chunk
 from pytensor.graph.basic import Variable
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors, graph_inputs
 from pytensor.tensor.variable import TensorVariable
 
-from pymc.streaming.sources import Chunk
 from pymc_extras.streaming.rows import DataBlock
 
 __all__ = [

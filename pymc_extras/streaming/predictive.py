@@ -15,14 +15,14 @@
 
 from collections.abc import Sequence
 
+import pymc as pm
+
 from arviz_base import dict_to_dataset
 from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
 from pymc.model import Model, modelcontext
+from pymc.streaming.sources import Source
 from xarray import DataTree
 
-import pymc as pm
-
-from pymc.streaming.sources import Source
 from pymc_extras.streaming.rows import rows_model
 
 __all__ = ["log_likelihood_subsample", "posterior_predictive_subsample", "predict"]

@@ -25,9 +25,9 @@ import xarray as xr
 
 from pymc.model import Model, modelcontext
 from pymc.pytensorf import compile
+from pymc.streaming.sources import Chunk, Source, as_source
 from xarray import DataTree
 
-from pymc.streaming.sources import Chunk, Source, as_source
 from pymc_extras.streaming.passes import data_chunks
 from pymc_extras.streaming.pointwise import (
     PREDICTIVE_BLOCK_ROWS,

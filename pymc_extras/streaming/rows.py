@@ -32,14 +32,14 @@ from pymc.model.fgraph import (
     model_named,
     model_observed_rv,
 )
+from pymc.streaming.sources import Chunk, Source
+from pymc.streaming.stream import Stream
 from pytensor.graph.basic import Variable
 from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.shape import Shape, Shape_i
 from pytensor.tensor.variable import TensorVariable
 
-from pymc.streaming.sources import Chunk, Source
-from pymc.streaming.stream import Stream
 from pymc_extras.streaming.passes import MinibatchedData, data_chunks, full_data_model
 
 __all__ = [

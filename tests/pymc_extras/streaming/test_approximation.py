@@ -14,13 +14,12 @@
 """log p and log q at approximate-posterior draws: the full-data density and the approximation's."""
 
 import numpy as np
+import pymc as pm
 import pytest
 
-from pymc_extras.inference.advi import AutoMultivariateNormal, Trainer
 from workflow_models import memory_linear, simulate, streaming_linear
 
-import pymc as pm
-
+from pymc_extras.inference.advi import AutoMultivariateNormal, Trainer
 from pymc_extras.streaming.approximation import log_densities, unconstrained_draws
 
 DATA = simulate(3_000, seed=8)

@@ -14,15 +14,14 @@
 """The stopping rule stops on a flat noisy objective or stationary parameters, not before."""
 
 import numpy as np
+import pymc as pm
 import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymc_extras.inference.advi import Trainer
 from workflow_models import simulate, streaming_linear
 
-import pymc as pm
-
+from pymc_extras.inference.advi import Trainer
 from pymc_extras.streaming.convergence import EarlyStopping, fit_until_converged, steps_per_epoch
 
 DATA = simulate(20_000, seed=9)

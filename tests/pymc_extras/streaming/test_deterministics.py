@@ -14,13 +14,12 @@
 """Deterministics of streamed data: refused on one batch, computed where the user asks."""
 
 import numpy as np
+import pymc as pm
 import pytest
 
+from pymc.streaming import StreamingNotSupportedError
 from workflow_models import simulate, streaming_linear
 
-import pymc as pm
-
-from pymc.streaming import StreamingNotSupportedError
 from pymc_extras.streaming.deterministics import data_deterministics, without_data_deterministics
 from pymc_extras.streaming.rows import rows_model
 

@@ -18,12 +18,11 @@ import warnings
 import arviz as az
 import arviz_stats
 import numpy as np
+import pymc as pm
 import pytest
 import xarray as xr
 
 from workflow_models import COORDS, memory_linear, posterior, simulate, streaming_linear
-
-import pymc as pm
 
 from pymc_extras.streaming.approximation import log_densities
 from pymc_extras.streaming.loo import LOO_FILES, loo_subsample

@@ -16,13 +16,12 @@
 import arviz as az
 import matplotlib
 import numpy as np
+import pymc as pm
 import pytest
 
+from pymc.streaming import ArraySource
 from workflow_models import memory_linear, posterior, simulate, streaming_linear
 
-import pymc as pm
-
-from pymc.streaming import ArraySource
 from pymc_extras.streaming.predictive import (
     log_likelihood_subsample,
     posterior_predictive_subsample,

@@ -18,16 +18,15 @@ import itertools
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pymc as pm
 import pytest
 
 from arviz_stats.loo.loo_helper import _generate_subsample_indices
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pymc.streaming import StreamingNotSupportedError
 from workflow_models import memory_linear, posterior, simulate, streaming_linear
 
-import pymc as pm
-
-from pymc.streaming import StreamingNotSupportedError
 from pymc_extras.streaming import ParquetSource
 from pymc_extras.streaming.rows import RowPicker, choose_rows, data_blocks, rows_model
 
