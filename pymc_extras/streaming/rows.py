@@ -103,9 +103,12 @@ class DataBlock:
         return [i for i, only in enumerate(self.observed_only) if not only]
 
 
-def _original_variables(member: MinibatchedData) -> list[Variable]:
+def _names(member: MinibatchedData, index: int) -> list[str]:
+    """The outputs' names: the stream's buffers' (``X_mb.name``), or ``minibatch<k>.<i>``."""
     key = member.key
-    return list(key.buffers) if isinstance(key, Stream) else list(key.outputs[:-1])
+    if isinstance(key, Stream):
+        return [str(buffer.name) for buffer in key.buffers]
+    return [f"minibatch{index}.{i}" for i in range(len(member.placeholders))]
 
 
 def data_blocks(model: Model | None = None) -> tuple[Model, list[DataBlock]]:
@@ -124,10 +127,9 @@ def data_blocks(model: Model | None = None) -> tuple[Model, list[DataBlock]]:
     blocks = []
     user_dims = _observed_row_dims(full_model)
     for index, member in enumerate(members):
-        variables = _original_variables(member)
-        names = [var.name or f"minibatch{index}.{i}" for i, var in enumerate(variables)]
+        names = _names(member, index)
         only = [p in observed_values and p not in read_elsewhere for p in member.placeholders]
-        shapes = [tuple(np.shape(var.get_value()))[1:] for var in _buffers_or_data(member)]
+        shapes = [spec.row_shape for spec in member.source().specs]
         dims = {user_dims[p] for p in member.placeholders if p in user_dims}
         default = ROW_DIM if len(members) == 1 else f"{ROW_DIM}{index}"
         row_dim = dims.pop() if len(dims) == 1 else default
@@ -146,13 +148,6 @@ def _read_for_values(graphs: list[Variable]) -> set[Variable]:
         if var.owner is not None and not isinstance(var.owner.op, Shape | Shape_i):
             read.update(var.owner.inputs)
     return read
-
-
-def _buffers_or_data(member: MinibatchedData) -> list:
-    key = member.key
-    if isinstance(key, Stream):
-        return list(key.buffers)
-    return list(key.inputs[:-1])  # in-memory pm.Minibatch: its full data, shared
 
 
 def _observed_row_dims(model: Model) -> dict[Variable, str]:

@@ -157,6 +157,19 @@ def test_new_data_must_give_what_the_model_reads(model):
         rows_model(model, data={names[1]: np.zeros(3)})
 
 
+def test_an_in_memory_minibatch_works_too():
+    with pm.Model() as model:
+        X_mb, y_mb = pm.Minibatch(DATA.X, DATA.y, batch_size=100)  # upstream's, in memory
+        beta = pm.Normal("beta", 0, 2, shape=3)
+        pm.Normal("y", X_mb @ beta, 1, observed=y_mb, total_size=len(DATA.y))
+    copy = rows_model(model, rows=ROWS)
+    values = {var.name: var.get_value() for var in copy.data_vars}
+    np.testing.assert_array_equal(values["minibatch0.0"], DATA.X[ROWS])
+    np.testing.assert_array_equal(values["minibatch0.1"], DATA.y[ROWS])
+    new = rows_model(model, data=DATA.X[:2])
+    np.testing.assert_array_equal(new["minibatch0.0"].get_value(), DATA.X[:2])
+
+
 def test_a_one_shot_source_cannot_be_read_again():
     chunks = iter([(DATA.X[:1_000], DATA.y[:1_000])])
     model = streaming_linear(chunks, total_size=1_000)
