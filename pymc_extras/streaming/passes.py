@@ -20,7 +20,7 @@ from typing import cast
 
 import numpy as np
 
-from pymc.data import MinibatchOp
+from pymc.data import MinibatchOp  # series: pathfinder-in-memory-minibatch
 from pymc.exceptions import StreamingNotSupportedError
 from pymc.model import Model, modelcontext
 from pymc.model.fgraph import ModelObservedRV
@@ -94,6 +94,17 @@ def _minibatched_outputs(op: Op, node: Apply) -> tuple[list[Variable], list[Vari
     return None
 
 
+# series: pathfinder-in-memory-minibatch: begin
+@_minibatched_outputs.register(MinibatchOp)
+def _in_memory_minibatch(op: MinibatchOp, node: Apply) -> tuple[list[Variable], list[Variable]]:
+    """Upstream's in-memory ``pm.Minibatch``: its inputs hold the full data of its outputs.
+
+    Its last input and output are the random generator that draws the rows.
+    """
+    return node.outputs[:-1], node.inputs[:-1]
+
+
+# series: pathfinder-in-memory-minibatch: end
 def minibatched_data(graphs: Sequence[Variable]) -> dict[Variable, tuple[MinibatchedData, int]]:
     """The streamed or minibatched data variables in ``graphs``: what they read, which output."""
     groups: dict[object, MinibatchedData] = {}
@@ -188,12 +199,3 @@ def data_chunks(source: Source, placeholders: Sequence[Variable]) -> Generator[C
             yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
     finally:
         reader.stop()
-
-
-@_minibatched_outputs.register(MinibatchOp)
-def _in_memory_minibatch(op: MinibatchOp, node: Apply) -> tuple[list[Variable], list[Variable]]:
-    """Upstream's in-memory ``pm.Minibatch``: its inputs hold the full data of its outputs.
-
-    Its last input and output are the random generator that draws the rows.
-    """
-    return node.outputs[:-1], node.inputs[:-1]

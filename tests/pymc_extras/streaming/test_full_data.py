@@ -99,18 +99,6 @@ def test_helpers_evaluate_one_point_or_many():
     np.testing.assert_allclose(full.logp(np.stack([x, -x])), [reference(x)[0], reference(-x)[0]])
 
 
-def test_in_memory_minibatch_models_are_evaluated_on_all_their_data():
-    model = linear(*pm.Minibatch(X, Y_LINEAR, batch_size=64), total_size=N)
-    assert reads_minibatched_data(model)
-    full = FullDataLogp(model, chunk_size=300)
-    reference = in_memory_logp_dlogp(linear(X, Y_LINEAR))
-    points = np.random.default_rng(0).normal(size=(3, full.ndim))
-    result = full.evaluate(points, points)
-    np.testing.assert_allclose(result.logp, [reference(p)[0] for p in points], rtol=1e-10)
-    np.testing.assert_allclose(result.value_logp, result.logp, rtol=1e-12)
-    np.testing.assert_allclose(result.grad, [reference(p)[1] for p in points], rtol=1e-8)
-
-
 def test_without_jacobian():
     model = linear(*pm.Minibatch(X, Y_LINEAR, batch_size=64, streaming=True))
     full = FullDataLogp(model, jacobian=False)

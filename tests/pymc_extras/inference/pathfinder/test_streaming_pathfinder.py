@@ -89,13 +89,6 @@ def test_streaming_pathfinder_equals_in_memory_pathfinder(family, cuts, chunk_si
     assert_same_draws(streamed, in_memory(family))
 
 
-def test_in_memory_minibatch_models_fit_all_their_data():
-    """Upstream's pm.Minibatch used to give Pathfinder a noisy objective; now the full data."""
-    model = linear(*pm.Minibatch(X, Y_LINEAR, batch_size=50), total_size=N)
-    fitted = pmx.fit(method="pathfinder", model=model, random_seed=1, **FIT)
-    assert_same_draws(fitted, in_memory("linear"))
-
-
 @pytest.mark.parametrize("importance_sampling", ["psis", "psir", "identity", None], ids=str)
 def test_importance_sampling_variants_and_paths(importance_sampling):
     model, chunked = streaming_model("linear")
