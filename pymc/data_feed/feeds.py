@@ -14,14 +14,21 @@
 """What fed data is: shared variables that a :class:`DataFeed` fills between compiled calls."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+import numpy as np
+
+from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Variable
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.sharedvar import TensorSharedVariable
 from rich.progress import ProgressColumn
 
 __all__ = ["DataFeed", "FedSharedVariable", "data_feeds_in"]
+
+_DEFERRED_ERROR = "_pymc_block_error"
+"""Where the default :meth:`DataFeed.before_block` keeps an error that cut a block short, to
+raise it at its next call; a loop that starts drops it (:class:`DataFeeds`)."""
 
 
 class FedSharedVariable(TensorSharedVariable):
@@ -55,6 +62,8 @@ class DataFeed(ABC):
     Subclass it to feed a fitting loop from anywhere. ``pm.fit`` (and ``refine``) find the feeds
     of the fed variables its step function reads, call :meth:`start` before the loop,
     :meth:`before_step` before every compiled step, and :meth:`stop` after it, however it ends.
+    A loop that runs many steps per compiled call asks for a block of batches at once
+    (:meth:`before_block`); by default that calls :meth:`before_step` once per batch.
 
     Attributes
     ----------
@@ -89,7 +98,71 @@ class DataFeed(ABC):
 
     @abstractmethod
     def before_step(self) -> None:
-        """Put the next batch into the variables; raise ``StopIteration`` when there is none."""
+        """Put the next batch into the variables; raise ``StopIteration`` when there is none.
+
+        Once it has raised ``StopIteration``, it raises it again when called again.
+        """
+
+    def before_block(self, steps: int, blocks: Mapping[FedSharedVariable, SharedVariable]) -> int:
+        """Put the next ``steps`` batches into ``blocks``; return how many there were.
+
+        A loop that runs many steps per compiled call (:class:`~pymc.data_feed.BlockFunction`)
+        calls this instead of :meth:`before_step`, once per call.
+
+        Parameters
+        ----------
+        steps : int
+            Batches wanted.
+        blocks : dict
+            For each of this feed's variables that the step reads, the shared variable whose
+            value the compiled call reads its batches from: an array of shape
+            ``(batches, *batch shape)`` of the variable's dtype, batch ``j`` in row ``j``.
+
+        Returns
+        -------
+        int
+            The batches put in: ``steps``, or fewer (at least one) when the data ends or fails
+            partway. The next call then raises ``StopIteration`` or the error.
+
+        Raises
+        ------
+        StopIteration
+            When there is no batch left.
+
+        Notes
+        -----
+        The default calls :meth:`before_step` ``steps`` times and copies each variable's value
+        into a new array after each call. Override it to hand over the batches without copying.
+        """
+        error = self.__dict__.pop(_DEFERRED_ERROR, None)
+        if error is not None:
+            raise error
+        stacked: dict[FedSharedVariable, np.ndarray] = {}
+        done = 0
+        while done < steps:
+            try:
+                self.before_step()
+            except Exception as raised:  # StopIteration too: after the batches before it
+                if not done:
+                    raise
+                self.__dict__[_DEFERRED_ERROR] = raised
+                break
+            for var in blocks:
+                value = np.asarray(var.get_value(borrow=True))
+                if var not in stacked:
+                    stacked[var] = np.empty((steps, *value.shape), dtype=var.dtype)
+                elif value.shape != stacked[var].shape[1:]:
+                    raise ValueError(
+                        f"Data feed {self.name!r} put a batch of shape {value.shape} into "
+                        f"{var.name or var}, after one of shape {stacked[var].shape[1:]}; steps "
+                        "run many per call need batches of one shape. Pass steps_per_call=1 to "
+                        "the fit to run one step per call."
+                    )
+                stacked[var][done] = value
+            done += 1
+        for var, block in blocks.items():
+            block.set_value(stacked[var][:done], borrow=True)
+        return done
 
     def stop(self) -> None:
         """Release what :meth:`start` took (threads, files): the loop has ended."""

@@ -15,34 +15,68 @@
 
 import contextlib
 import contextvars
+import numbers
 import sys
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from pytensor.graph.basic import Variable
 
 from pymc.data_feed.feeds import data_feeds_in
 from pymc.exceptions import StreamingNotSupportedError
 
-__all__ = ["feeding_data", "refuse_fed_data"]
+__all__ = ["StepsPerCall", "feeding_data", "refuse_fed_data", "requested_steps_per_call"]
 
 
-_feeding = contextvars.ContextVar("pymc_feeding_data", default=False)
+StepsPerCall = int | Literal["auto"] | None
+"""What a fitting loop asks of :func:`feeding_data`: steps per compiled call, ``"auto"``, or None."""
+
+_feeding: contextvars.ContextVar[tuple[StepsPerCall] | None] = contextvars.ContextVar(
+    "pymc_feeding_data", default=None
+)
 
 
 @contextlib.contextmanager
-def feeding_data() -> Iterator[None]:
+def feeding_data(*, steps_per_call: StepsPerCall = None) -> Iterator[None]:
     """Allow the functions compiled inside to read fed data: the caller feeds it.
 
     Fitting loops compile their step function inside this block, and then drive the feeds of its
     inputs with :class:`DataFeeds`.
+
+    Parameters
+    ----------
+    steps_per_call : int, "auto" or None, default None
+        Ask :func:`pymc.pytensorf.compile` for a training step that runs this many steps per
+        call: a graph reading fed data, compiled with ``updates``, then becomes a
+        :class:`~pymc.data_feed.BlockFunction` over blocks of that many batches (see
+        :func:`compile_blocks`). ``"auto"`` lets it choose from the backend and the bytes of a
+        batch; None and 1 compile one step per call, as PyMC does without feeds.
+
+    Raises
+    ------
+    ValueError
+        If ``steps_per_call`` is neither a positive integer, ``"auto"``, nor None.
     """
-    token = _feeding.set(True)
+    if steps_per_call is not None and steps_per_call != "auto":
+        if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, numbers.Integral):
+            raise ValueError(
+                f'steps_per_call must be a positive integer, "auto" or None, got {steps_per_call!r}.'
+            )
+        if steps_per_call < 1:
+            raise ValueError(f"steps_per_call must be at least 1, got {steps_per_call}.")
+        steps_per_call = int(steps_per_call)
+    token = _feeding.set((steps_per_call,))
     try:
         yield
     finally:
         _feeding.reset(token)
+
+
+def requested_steps_per_call() -> StepsPerCall:
+    """The ``steps_per_call`` of the innermost :func:`feeding_data` block (None outside one)."""
+    scope = _feeding.get()
+    return None if scope is None else scope[0]
 
 
 def _graph_variables(items: Iterable[Any]) -> list[Variable]:
@@ -84,7 +118,7 @@ def refuse_fed_data(outputs: Any, updates: Any = (), inputs: Any = ()) -> None:
     StreamingNotSupportedError
         Naming what was called, the feeds, and what to use instead.
     """
-    if _feeding.get():
+    if _feeding.get() is not None:
         return
     if isinstance(updates, dict):
         updates = list(updates.values())

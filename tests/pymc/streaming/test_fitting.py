@@ -173,8 +173,12 @@ def test_prefetching_does_not_change_the_fit():
 
 
 @pytest.mark.parametrize("prefetch", [0, 16])
-@pytest.mark.parametrize("stop_at", [1, 13, 29])
-def test_restored_state_continues_the_identical_batch_sequence(stop_at, prefetch):
+@pytest.mark.parametrize(
+    "stop_at, steps_per_call", [(1, 1), (13, 1), (29, 1), (12, 4), (24, 8)], ids=str
+)
+def test_restored_state_continues_the_identical_batch_sequence(stop_at, steps_per_call, prefetch):
+    # In a callback, the stream's position is that of the parameters: after the block. At the
+    # end of a block (every step when one runs per call) it is the step's.
     model, stream = regression(random_seed=21, prefetch=prefetch)
     log, saved = BatchLog(stream), {}
 
@@ -183,7 +187,12 @@ def test_restored_state_continues_the_identical_batch_sequence(stop_at, prefetch
             saved["state"] = stream.get_state()
 
     with model:
-        pm.fit(stop_at + 25, progressbar=False, callbacks=[log, remember])
+        pm.fit(
+            stop_at + 25,
+            progressbar=False,
+            callbacks=[log, remember],
+            steps_per_call=steps_per_call,
+        )
     expected = log.batches[stop_at:]
 
     # A new session: rebuild the model, restore the position, and fit on.
@@ -191,7 +200,7 @@ def test_restored_state_continues_the_identical_batch_sequence(stop_at, prefetch
     stream.set_state(saved["state"])
     log = BatchLog(stream)
     with model:
-        pm.fit(25, progressbar=False, callbacks=[log])
+        pm.fit(25, progressbar=False, callbacks=[log], steps_per_call=steps_per_call)
     assert len(log.batches) == len(expected) == 25
     for batch, again in zip(expected, log.batches):
         np.testing.assert_array_equal(batch, again)
@@ -229,7 +238,9 @@ def test_source_errors_surface_with_their_type_and_traceback(prefetch):
     assert not reader_threads()
 
 
-def test_keyboard_interrupt_returns_the_approximation():
+@pytest.mark.parametrize("steps_per_call, steps_run", [(1, 7), (4, 8)], ids=["one", "blocks"])
+def test_keyboard_interrupt_returns_the_approximation(steps_per_call, steps_run):
+    # Callbacks run after their block: a Ctrl-C in step 7's leaves the block's 8 steps done.
     model, stream = regression(random_seed=1, prefetch=8)
 
     def interrupt(approx, loss, i):
@@ -237,8 +248,10 @@ def test_keyboard_interrupt_returns_the_approximation():
             raise KeyboardInterrupt
 
     with model:
-        approx = pm.fit(1000, progressbar=False, callbacks=[interrupt])
-    assert isinstance(approx, pm.MeanField) and stream.steps == 7
+        approx = pm.fit(
+            1000, progressbar=False, callbacks=[interrupt], steps_per_call=steps_per_call
+        )
+    assert isinstance(approx, pm.MeanField) and stream.steps == steps_run
     assert not reader_threads()
 
 
