@@ -33,6 +33,7 @@ import pytensor.tensor as pt
 
 from pytensor.compile import Function
 from pytensor.compile.mode import Mode
+from pytensor.compile.rebuild import rebuild_collect_shared
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Variable
 from pytensor.graph.replace import graph_replace
@@ -155,7 +156,11 @@ def compile_blocks(
     # The generators carried from step to step are those the one-step function updates: the
     # ones compile collected from the outputs.
     new = {**rng_updates, **dict(updates)}
-    state = list(new)
+    # In the order the one-step function would hold them, so that the compiled loop's
+    # input_storage lists its generators in the same order: callers reseed them in that order.
+    _, _, (_, _, _, one_step_inputs) = rebuild_collect_shared(outputs, updates=list(new.items()))
+    order = {var: i for i, var in enumerate(one_step_inputs)}
+    state = sorted(new, key=lambda var: order.get(var, len(order)))
     new_values = [
         new[var]
         if isinstance(var.type, RandomType)

@@ -139,8 +139,8 @@ def test_trainer_keyboard_interrupt_keeps_what_was_fitted():
         real_before_step()
 
     stream.before_step = interrupt_after_five
-    with model:
-        state = Trainer(random_seed=1).fit(100, random_seed=1)
+    with model:  # one step per call: blocks are tested in inference/advi/test_training_blocks
+        state = Trainer(random_seed=1, steps_per_call=1).fit(100, random_seed=1)
     assert len(state.loss_history) == 5 and not reader_threads()
 
 
