@@ -103,6 +103,13 @@ class DataFeed(ABC):
         Once it has raised ``StopIteration``, it raises it again when called again.
         """
 
+    def expect_blocks(self, steps: int | None) -> None:
+        """Learn, before :meth:`start`, that the loop asks for blocks of ``steps`` batches.
+
+        None: the loop asks for one batch per step (:meth:`before_step`). A feed that reads
+        ahead can then prepare whole blocks; the default does nothing.
+        """
+
     def before_block(self, steps: int, blocks: Mapping[FedSharedVariable, SharedVariable]) -> int:
         """Put the next ``steps`` batches into ``blocks``; return how many there were.
 

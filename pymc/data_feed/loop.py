@@ -66,6 +66,7 @@ class DataFeeds:
         )
         self.restart = restart
         self._rng = rng
+        self._steps_per_call = getattr(function, "steps_per_call", None)
         self._started: list[DataFeed] = []
         # The outputs of the block that ran last, served one step at a time.
         self._block_results: Any = None
@@ -90,6 +91,7 @@ class DataFeeds:
         for feed, seed in zip(self.feeds, self._seeds()):
             feed.__dict__.pop(_DEFERRED_ERROR, None)  # from a block of an earlier loop
             try:
+                feed.expect_blocks(self._steps_per_call)
                 feed.start(restart=self.restart, random_seed=seed)
             except BaseException:
                 self.stop()

@@ -238,6 +238,16 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
         another ``BaseException``) is raised at once: the batcher has then moved past rows it
         did not return, so the caller builds a new one from the last state it delivered.
         """
+        block, states = self.next_block(count)
+        return [(tuple(part[i] for part in block), state) for i, state in enumerate(states)]
+
+    def next_block(self, count: int) -> tuple[Chunk, list[BatcherState]]:
+        """The next ``count`` batches as one block per output, and the state after each batch.
+
+        Each output's block has shape ``(batches, batch_size, ...)``, batch ``i`` in row ``i``:
+        a view of the one gather the batches are cut from, not a copy. Fewer than ``count``
+        batches only when the source ends or fails partway, as for :meth:`next_batches`.
+        """
         if self._deferred is not None:
             error, self._deferred = self._deferred, None
             raise error
@@ -270,10 +280,7 @@ class Batcher(Iterator[tuple[Chunk, BatcherState]]):
             data = self._gather(data[0])
         if self._dtypes is not None:
             data = tuple(p.astype(d, copy=False) for p, d in zip(data, self._dtypes))
-        return [
-            (tuple(part[i * size : (i + 1) * size] for part in data), state)
-            for i, state in enumerate(states)
-        ]
+        return tuple(part.reshape(len(states), size, *part.shape[1:]) for part in data), states
 
     def _next_window(self) -> Chunk:
         while True:

@@ -152,7 +152,8 @@ class Stream(DataFeed):
         self._reader: Prefetcher | None = None
         # A reader stopped while blocked in a read: it ends when the read returns.
         self._stale_reader: Prefetcher | None = None
-        self._pending: collections.deque = collections.deque()
+        self._pending: collections.deque = collections.deque()  # _Run, Exhausted or Failed
+        self._run_size: int | None = None  # batches per read, for a fit in blocks
         self._interrupted = False
         self._in_use = threading.Lock()
         self._fit_started = 0.0
@@ -200,19 +201,52 @@ class Stream(DataFeed):
                 self._in_use.release()
             raise
 
+    def expect_blocks(self, steps: int | None) -> None:
+        """Read runs of ``steps`` batches for the fit about to start (None: of one batch each).
+
+        A reader thread then prepares whole blocks, which :meth:`before_block` hands over
+        without copying. Memory: the reader queues a few blocks (see ``start_reading``).
+        """
+        self._run_size = steps
+
+    def before_block(self, steps: int, blocks) -> int:
+        """Put the next ``steps`` batches into the blocks of a block function; return how many.
+
+        Fewer than ``steps`` when a one-shot source ends or the source fails after some; the
+        next call then raises ``StopIteration`` (with a :class:`StreamEndedWarning`) or the
+        error. The buffers hold the block's last batch afterwards.
+        """
+        try:
+            block, got = self.next_block(steps)
+        except StreamExhausted as end:
+            raise self._end_of_fit(end) from None
+        except KeyboardInterrupt:
+            self._interrupted = True  # as in before_step
+            raise
+        for var, buffer in blocks.items():
+            buffer.container.storage[0] = block[var.output]
+        for buffer, part in zip(self.buffers, block):
+            buffer.container.storage[0] = part[got - 1]
+        self._fit_batches += got
+        return got
+
     def before_step(self) -> None:
         """Put the next batch into the buffers; ``StopIteration`` when a one-shot source ends."""
         try:
             self.refresh()
         except StreamExhausted as end:
-            message = f"{end}; the fit stops here, before the steps it was asked for."
-            warnings.warn(message, StreamEndedWarning, skip_file_prefixes=(_PYMC_DIR,))
-            raise StopIteration(message) from None
+            raise self._end_of_fit(end) from None
         except KeyboardInterrupt:
             # Most likely while waiting for a reader stuck in a read: stop() will not wait.
             self._interrupted = True
             raise
         self._fit_batches += 1
+
+    def _end_of_fit(self, end: StreamExhausted) -> StopIteration:
+        """Warn that a one-shot source ended the fit; return the StopIteration that ends it."""
+        message = f"{end}; the fit stops here, before the steps it was asked for."
+        warnings.warn(message, StreamEndedWarning, skip_file_prefixes=(_PYMC_DIR,))
+        return StopIteration(message)
 
     def stop(self) -> None:
         """End a fit's feeding: stop the reader thread and close what the reading opened.
@@ -434,7 +468,8 @@ class Stream(DataFeed):
             # window, or a block or chunk when not shuffling), so the queue also holds one
             # window's batches: the thread then reads the next window while the step consumes
             # this one. Its batches are views of the window, so that costs one window of memory.
-            group = max(1, self.prefetch // 2)
+            # A fit that runs many steps per call reads whole blocks, handed over as they are.
+            group = self._run_size or max(1, self.prefetch // 2)
             # Never more than an epoch ahead, so a fault in a small source surfaces promptly.
             window_rows = min(
                 max(self.shuffle_buffer, SEQUENTIAL_READ_ROWS), self.num_rows or 2**62
@@ -468,10 +503,11 @@ class Stream(DataFeed):
             self._keep(got)
 
     def _keep(self, got) -> None:
-        """Queue what a read returned: a group of batches, or an end or failure marker."""
-        self._pending.extend(got if isinstance(got, list) else [got])
+        """Queue what a read returned: a run of batches, or an end or failure marker."""
+        self._pending.append(got)
 
-    def _next_item(self):
+    def _head(self, batches: int):
+        """The next run of batches not yet delivered (or a marker), reading ``batches`` if none."""
         if not self._pending:
             if self._reader is not None:
                 self._keep(self._reader.get())
@@ -480,7 +516,7 @@ class Stream(DataFeed):
                 if self._batcher is None:
                     self._batcher = self._new_batcher()
                 try:
-                    self._keep(_next_group(self._batcher, SYNCHRONOUS_GROUP))
+                    self._keep(_next_group(self._batcher, batches))
                 except BaseException:
                     # A Ctrl-C mid-read: the batcher moved past rows it did not return. Go on
                     # from the last batch delivered (a one-shot source cannot: its rows read
@@ -488,7 +524,17 @@ class Stream(DataFeed):
                     if self.source.restartable:
                         self._close_batcher()
                     raise
-        return self._pending.popleft()
+        return self._pending[0]
+
+    def _raise_marker(self, item) -> None:
+        if isinstance(item, Exhausted):  # stays queued: the stream stays exhausted
+            raise StreamExhausted(
+                f"Stream {self.name!r} reached the end of its one-shot source after {self.steps} "
+                f"batches"
+            )
+        # Start over from the last good position if the stream is used again.
+        self._reposition(self._state)
+        raise item.error
 
     def next_batch(self) -> Chunk:
         """Return the next batch, one array per output.
@@ -500,20 +546,47 @@ class Stream(DataFeed):
         Exception
             Whatever the source raised, with its original type and traceback.
         """
-        item = self._next_item()
-        if isinstance(item, Exhausted):
-            self._pending.appendleft(item)  # stays exhausted
-            raise StreamExhausted(
-                f"Stream {self.name!r} reached the end of its one-shot source after {self.steps} "
-                f"batches"
-            )
-        if isinstance(item, Failed):
-            # Start over from the last good position if the stream is used again.
-            self._reposition(self._state)
-            raise item.error
-        batch, self._state = item
+        run = self._head(SYNCHRONOUS_GROUP)
+        if not isinstance(run, _Run):
+            self._raise_marker(run)
+        batch = tuple(part[run.used] for part in run.block)
+        self._state = run.states[run.used]
+        run.used += 1
+        if run.used == len(run.states):
+            self._pending.popleft()
         self.steps += 1
         return batch
+
+    def next_block(self, batches: int) -> tuple[Chunk, int]:
+        """Return the next ``batches`` batches as one block per output, and how many there are.
+
+        Each block has shape ``(batches, batch_size, ...)``. Read in runs of that many batches
+        (see :meth:`expect_blocks`), a block is a view of what the reader gathered, not a copy.
+        Fewer batches only when the source ends or fails after some; the next call raises.
+
+        Raises
+        ------
+        StreamExhausted, Exception
+            As :meth:`next_batch`, when there is no batch to deliver.
+        """
+        pieces: list[Chunk] = []
+        got = 0
+        while got < batches:
+            run = self._head(batches - got)
+            if not isinstance(run, _Run):
+                if got:
+                    break  # the end or the failure comes at the next call
+                self._raise_marker(run)
+            take = min(batches - got, len(run.states) - run.used)
+            pieces.append(tuple(part[run.used : run.used + take] for part in run.block))
+            self._state = run.states[run.used + take - 1]
+            run.used += take
+            got += take
+            if run.used == len(run.states):
+                self._pending.popleft()
+        self.steps += got
+        block = pieces[0] if len(pieces) == 1 else tuple(np.concatenate(p) for p in zip(*pieces))
+        return block, got
 
     def refresh(self) -> None:
         """Put the next batch into the buffers."""
@@ -533,27 +606,36 @@ class Stream(DataFeed):
         return self.source.num_rows if self.source.num_rows is not None else self.total_size
 
 
-def _next_group(batcher: Batcher, size: int) -> list | Exhausted | Failed:
+class _Run:
+    """Batches read together: a block per output, the states after them, how many delivered."""
+
+    __slots__ = ("block", "states", "used")
+
+    def __init__(self, block: Chunk, states: list[BatcherState]):
+        self.block, self.states, self.used = block, states, 0
+
+
+def _next_group(batcher: Batcher, size: int) -> _Run | Exhausted | Failed:
     """Up to ``size`` batches with their states, or the marker of the end or of a failure.
 
     A ``KeyboardInterrupt`` is not an error of the source: it is raised at once.
     """
     try:
-        return batcher.next_batches(size)
+        return _Run(*batcher.next_block(size))
     except StopIteration:
         return Exhausted()
     except Exception as error:  # delivered to the consumer, after the batches before it
         return Failed(error)
 
 
-def _groups(batcher: Batcher, size: int) -> Iterator[list]:
-    """Groups for the Prefetcher, which marks the end and failures itself."""
+def _groups(batcher: Batcher, size: int) -> Iterator[_Run]:
+    """Runs of batches for the Prefetcher, which marks the end and failures itself."""
     while True:
         try:
-            group = batcher.next_batches(size)
+            run = _Run(*batcher.next_block(size))
         except StopIteration:
             return
-        yield group
+        yield run
 
 
 def streams_in(variables: Iterable[Variable]) -> list[Stream]:

@@ -1,0 +1,357 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Streaming ADVI against its peers: steps/s, one epoch with compilation, reading, memory.
+
+Run ``.venv/bin/python benchmarks/bench_advi_peers.py`` (about 25 minutes on 2 cores, plus a
+minute the first time to write the data; ``--quick`` for a smoke run on 200,000 rows). It prints
+one JSON object on stdout. NumPyro is optional (``pip install numpyro``, or the ``bench``
+dependency group of the repository's pyproject.toml): without it, its rows are skipped with a
+note.
+
+The model: logistic regression, 10 float64 features and an intercept, mean-field ADVI, Adam with
+learning rate 0.01, float64, batches of 256 and 1,024 rows. The data: 10 million rows written
+once to ``benchmarks/data/logistic_10M.parquet`` (0.9 GB), and the same rows as ``.npy`` arrays
+for the systems that hold them in memory. Every measurement runs in a fresh process, and the
+repetitions interleave the systems, so a burst of load on the shared machine hits them alike;
+the figures are medians, and the ratios are of medians.
+
+Systems
+    ``stream_parquet``: ``pm.Minibatch(ParquetSource(...), streaming=True)`` and ``pm.fit``, all
+    defaults (many steps per call, a background reader). ``stream_arrays``: the same from the
+    arrays in memory. ``stream_parquet_one_step``: Parquet with ``steps_per_call=1``, the fork
+    before this benchmark's work. ``pymc_minibatch``: PyMC's in-memory ``pm.Minibatch`` (random
+    rows each step) and ``pm.fit``. ``numpyro``: NumPyro's SVI (``AutoNormal``, ``Adam(0.01)``,
+    ``Trace_ELBO``) on the arrays in memory, each step's rows drawn by one ``randint`` inside the
+    compiled step (PyMC's in-memory ``pm.Minibatch`` draws its rows the same way; NumPyro's
+    ``plate(subsample_size=...)`` runs a partial shuffle that is two orders of magnitude slower
+    on CPU), ``svi.update`` scanned with ``lax.scan`` under ``jax.jit``: NumPyro's own compiled
+    loop, which ``svi.run`` also is, except that ``svi.run`` traces and compiles again at every
+    call.
+
+Figures
+    ``steps_per_s``: steps timed after a warm-up, compilation excluded, per system and batch
+    size, and the ratios the issue asks about: streaming ÷ in-memory ``pm.Minibatch`` (goal
+    ≥ 1.5), ÷ NumPyro (≥ 1.0), Parquet ÷ arrays (≥ 0.9). ``epoch``: the wall time of one
+    10M-row epoch at batch 1,024 (9,765 steps), from building the model to the fit's return,
+    compilation included (loading the arrays of the in-memory systems is reported apart), and
+    each process's peak RSS. ``reader``: rows per second of our Parquet reader delivering
+    shuffled blocks of batches of 256 (what a fit consumes), against a raw multithreaded
+    ``pyarrow.dataset`` scan producing the same end product, a row-major float64 matrix of the
+    11 columns (``Table.to_tensor(row_major=True)`` per record batch); goal ≥ 0.8.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import machine
+from datasets import FEATURES, regression_parquet
+
+_DATA = Path(__file__).parent / "data"
+_COLUMNS = [[f"x{j}" for j in range(FEATURES)], "y"]
+SYSTEMS = ("stream_parquet", "stream_arrays", "stream_parquet_one_step", "pymc_minibatch", "numpyro")
+BATCHES = (256, 1_024)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset as arrays in memory: X (rows, 10) float64 and y (rows,) int64."""
+    npy = path.with_suffix(".X.npy"), path.with_suffix(".y.npy")
+    if not all(file.exists() for file in npy):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        X = np.column_stack([table.column(name).to_numpy() for name in _COLUMNS[0]])
+        np.save(npy[0], X)
+        np.save(npy[1], table.column("y").to_numpy())
+        del table, X
+    return np.load(npy[0]), np.load(npy[1])
+
+
+# --- one measurement, in a fresh process -----------------------------------------------------
+
+
+def _pymc_fit(system: str, path: Path, batch_size: int, steps: int, marks: dict) -> dict:
+    import pymc as pm
+
+    from pymc_extras.streaming import ParquetSource
+
+    load_s = 0.0
+    if system in ("stream_arrays", "pymc_minibatch"):
+        load_s = -time.perf_counter()
+        X, y = _arrays(path)
+        load_s += time.perf_counter()
+    began = time.perf_counter()
+    with pm.Model() as model:
+        if system == "pymc_minibatch":
+            X_mb, y_mb = pm.Minibatch(X, y, batch_size=batch_size)
+            total_size = len(y)
+        else:
+            source = ParquetSource(path, columns=_COLUMNS) if "parquet" in system else (X, y)
+            X_mb, y_mb = pm.Minibatch(source, batch_size=batch_size, streaming=True)
+            total_size = None
+        intercept = pm.Normal("intercept", 0, 5)
+        beta = pm.Normal("beta", 0, 5, shape=FEATURES)
+        pm.Bernoulli("y", logit_p=intercept + X_mb @ beta, observed=y_mb, total_size=total_size)
+
+    def clock(approx, losses, i):
+        marks[i] = time.perf_counter()
+
+    options = {"steps_per_call": 1} if system.endswith("one_step") else {}
+    with model:
+        pm.fit(
+            steps,
+            obj_optimizer=pm.adam(learning_rate=0.01),
+            callbacks=[clock],
+            progressbar=False,
+            random_seed=1,
+            **options,
+        )
+    return {"began": began, "load_s": load_s}
+
+
+def _numpyro_fit(path: Path, batch_size: int, steps: int, marks: dict, chunk: int) -> dict:
+    import jax
+    import numpyro
+    import numpyro.distributions as dist
+
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoNormal
+
+    numpyro.enable_x64()
+    load_s = -time.perf_counter()
+    X_np, y_np = _arrays(path)
+    load_s += time.perf_counter()
+    began = time.perf_counter()
+    X, y = jax.numpy.asarray(X_np), jax.numpy.asarray(y_np)
+    del X_np, y_np
+    n = X.shape[0]
+
+    def model(X, y):
+        intercept = numpyro.sample("intercept", dist.Normal(0, 5))
+        beta = numpyro.sample("beta", dist.Normal(0, 5).expand([FEATURES]).to_event(1))
+        rows = jax.random.randint(numpyro.prng_key(), (batch_size,), 0, n)
+        with numpyro.plate("data", n, subsample_size=batch_size):
+            with numpyro.handlers.substitute(data={"data": rows}):
+                numpyro.sample("y", dist.Bernoulli(logits=intercept + X[rows] @ beta), obs=y[rows])
+
+    svi = SVI(model, AutoNormal(model), numpyro.optim.Adam(0.01), Trace_ELBO())
+
+    @jax.jit
+    def run(state, X, y):
+        return jax.lax.scan(lambda s, _: svi.update(s, X, y), state, None, length=chunk)
+
+    state = svi.init(jax.random.key(1), X, y)
+    done = 0
+    while done < steps:
+        state, losses = run(state, X, y)
+        losses.block_until_ready()
+        done += chunk
+        marks[done] = time.perf_counter()
+    return {"began": began, "load_s": load_s, "numpyro": numpyro.__version__}
+
+
+def child_steps(system: str, path: str, batch_size: int, warmup: int, steps: int) -> None:
+    """Steps/s of one system after ``warmup`` steps, compilation excluded; prints JSON."""
+    marks: dict[int, float] = {}
+    if system == "numpyro":
+        chunk = 256
+        info = _numpyro_fit(Path(path), batch_size, warmup + steps, marks, chunk)
+    else:
+        info = _pymc_fit(system, Path(path), batch_size, warmup + steps, marks)
+    last = max(marks)
+    rate = (last - warmup) / (marks[last] - marks[warmup])
+    json.dump({"steps_per_s": rate, "peak_rss_mb": _peak_rss_mb(), **info}, sys.stdout)
+
+
+def child_epoch(system: str, path: str, batch_size: int) -> None:
+    """One epoch's steps, from building the model to the end, compilation included."""
+    steps = _rows_of(Path(path)) // batch_size
+    marks: dict[int, float] = {}
+    if system == "numpyro":
+        info = _numpyro_fit(Path(path), batch_size, steps, marks, chunk=steps)
+    else:
+        info = _pymc_fit(system, Path(path), batch_size, steps, marks)
+    seconds = marks[max(marks)] - info.pop("began")
+    result = {"epoch_s": seconds, "steps": steps, "peak_rss_mb": _peak_rss_mb(), **info}
+    json.dump(result, sys.stdout)
+
+
+def child_reader(kind: str, path: str) -> None:
+    """Rows per second of one reader over the whole file, to row-major float64; prints JSON."""
+    started = time.perf_counter()
+    if kind == "raw_scan":
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        rows = 0
+        columns = [*_COLUMNS[0], _COLUMNS[1]]
+        for batch in ds.dataset(path).to_batches(columns=columns):
+            table = pa.Table.from_batches([batch]).cast(
+                pa.schema([(name, pa.float64()) for name in columns])
+            )
+            matrix = table.to_tensor(row_major=True).to_numpy()
+            rows += len(matrix)
+    else:
+        import pytensor
+
+        import pymc as pm
+
+        from pymc_extras.streaming import ParquetSource
+
+        X_mb, _ = pm.Minibatch(
+            ParquetSource(path, columns=_COLUMNS), batch_size=256, streaming=True, random_seed=1
+        )
+        stream = pm.streaming.get_stream(X_mb)
+        # What a fit's block function reads: one (steps, 256, ...) block per output.
+        blocks = {buffer: pytensor.shared(buffer.get_value()[None]) for buffer in stream.buffers}
+        steps = stream.num_rows // 256
+        stream.start(restart=True, random_seed=1)
+        try:
+            done = 0
+            while done < steps:
+                done += stream.before_block(min(256, steps - done), blocks)
+        finally:
+            stream.stop()
+        rows = done * 256
+    json.dump({"rows_per_s": rows / (time.perf_counter() - started)}, sys.stdout)
+
+
+def _rows_of(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+# --- the driver ------------------------------------------------------------------------------
+
+
+def _run(*args: str) -> dict:
+    command = [sys.executable, __file__, *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _has_numpyro() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("numpyro") is not None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200,000 rows, one repetition")
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        {"steps": child_steps, "epoch": child_epoch, "reader": child_reader}[kind](
+            *[int(a) if a.isdigit() else a for a in rest]
+        )
+        return
+
+    rows = 200_000 if args.quick else 10_000_000
+    repetitions = 1 if args.quick else args.repetitions
+    _DATA.mkdir(exist_ok=True)
+    path = _DATA / f"logistic_{rows // 1_000_000 or rows}{'M' if rows >= 1e6 else ''}.parquet"
+    regression_parquet(path, rows, kind="logistic")
+    _arrays(path)  # written once, before any timing
+    systems = [s for s in SYSTEMS if s != "numpyro" or _has_numpyro()]
+    notes = [] if "numpyro" in systems else ["numpyro is not installed: its rows are skipped"]
+    # Steps per system: enough for two seconds or so of the fastest and slowest systems.
+    plan = {
+        256: {"fast": (2_048, 40_960), "slow": (512, 6_144)},
+        1_024: {"fast": (1_024, 16_384), "slow": (256, 3_072)},
+    }
+    if args.quick:
+        plan = {b: {"fast": (256, 2_048), "slow": (256, 512)} for b in BATCHES}
+    slow = {"stream_parquet_one_step", "pymc_minibatch"}
+    load = [os.getloadavg()]
+    steps: dict[str, dict[int, list[float]]] = {s: {b: [] for b in BATCHES} for s in systems}
+    epochs: dict[str, list[dict]] = {s: [] for s in systems if s != "stream_parquet_one_step"}
+    readers: dict[str, list[float]] = {"stream": [], "raw_scan": []}
+    for repetition in range(repetitions):
+        order = systems[repetition % len(systems) :] + systems[: repetition % len(systems)]
+        for batch in BATCHES:
+            for system in order:
+                warmup, count = plan[batch]["slow" if system in slow else "fast"]
+                got = _run("--child", "steps", system, str(path), str(batch), str(warmup), str(count))
+                steps[system][batch].append(got["steps_per_s"])
+        for system in order:
+            if system in epochs:
+                epochs[system].append(_run("--child", "epoch", system, str(path), "1024"))
+        for kind in readers:
+            readers[kind].append(_run("--child", "reader", kind, str(path))["rows_per_s"])
+        load.append(os.getloadavg())
+
+    median = {s: {b: float(np.median(v)) for b, v in by.items()} for s, by in steps.items()}
+    ratios = {}
+    for batch in BATCHES:
+        ours = median["stream_parquet"][batch]
+        ratios[f"batch_{batch}"] = {
+            "stream_parquet_over_pymc_minibatch": ours / median["pymc_minibatch"][batch],
+            "stream_arrays_over_pymc_minibatch": median["stream_arrays"][batch]
+            / median["pymc_minibatch"][batch],
+            "parquet_over_arrays": ours / median["stream_arrays"][batch],
+            "stream_parquet_over_one_step": ours / median["stream_parquet_one_step"][batch],
+        }
+        if "numpyro" in median:
+            ratios[f"batch_{batch}"]["stream_parquet_over_numpyro"] = ours / median["numpyro"][batch]
+            ratios[f"batch_{batch}"]["stream_arrays_over_numpyro"] = (
+                median["stream_arrays"][batch] / median["numpyro"][batch]
+            )
+    reader = {kind: float(np.median(v)) for kind, v in readers.items()}
+    result = {
+        "params": {
+            "rows": rows,
+            "repetitions": repetitions,
+            "batches": list(BATCHES),
+            "plan_warmup_steps": plan,
+            "load_average_1_5_15": load,
+            **machine(),
+        },
+        "notes": notes,
+        "steps_per_s": median,
+        "ratios": ratios,
+        "epoch_at_1024": {
+            system: {
+                "epoch_s": float(np.median([r["epoch_s"] for r in runs])),
+                "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in runs])),
+            }
+            for system, runs in epochs.items()
+        },
+        "reader_rows_per_s": reader | {"ratio": reader["stream"] / reader["raw_scan"]},
+        "all": {"steps_per_s": steps, "epochs": epochs, "readers": readers},
+    }
+    result["params"]["quick"] = args.quick
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
