@@ -473,7 +473,8 @@ def test_a_file_changed_during_a_fit_stops_it_with_the_file_named(tmp_path):
                 rewrite("npy", tmp_path, 100)
 
         with pytest.raises(SourceDataError, match=r"X\.npy' changed while it was being streamed"):
-            pm.fit(1_000, callbacks=[change_the_file], progressbar=False)
+            # One step per call: the callback changes the file between reads.
+            pm.fit(1_000, callbacks=[change_the_file], progressbar=False, steps_per_call=1)
     assert 2 < len(steps) < 300
 
 

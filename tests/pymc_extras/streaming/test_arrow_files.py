@@ -262,7 +262,8 @@ def test_file_that_changes_between_epochs_stops_the_fit(kind, tmp_path):
         with pm.Model():
             X, y = pm.Minibatch(source, batch_size=100, streaming=True, prefetch=0)
             pm.Normal("obs", X.sum(-1) * pm.Normal("b"), 1, observed=y)
-            pm.fit(50, callbacks=[change_the_file], progressbar=False)
+            # One step per call: the callback changes the file between reads.
+            pm.fit(50, callbacks=[change_the_file], progressbar=False, steps_per_call=1)
     assert not reader_threads()
 
 
