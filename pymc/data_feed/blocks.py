@@ -337,9 +337,7 @@ class BlockFunction:
         """Run the blocks' first ``steps`` batches through the one-step function, one per call."""
         if self._one_step is None:
             outputs, updates, mode, options = self._one_step_graph
-            self._one_step = pytensor.function(
-                [], outputs, updates=updates, mode=mode, **options
-            )
+            self._one_step = pytensor.function([], outputs, updates=updates, mode=mode, **options)
         one_step = self._one_step
         # JAX keeps a copy of the generators per function: carry them over and back.
         mine, its = _rng_containers(self.function), _rng_containers(one_step)

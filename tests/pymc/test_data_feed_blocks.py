@@ -300,7 +300,7 @@ def test_a_feed_whose_batches_change_shape_is_refused_in_blocks():
     feed = ChangingFeed([np.zeros(3)] * 10)
     with pm.Model():
         pm.Normal("y", pm.Normal("mu"), 1, observed=feed.buffer)
-        with pytest.raises(ValueError, match="batches of one shape.*steps_per_call=1"):
+        with pytest.raises(ValueError, match=r"batches of one shape.*steps_per_call=1"):
             pm.fit(10, progressbar=False, steps_per_call=4)
 
 
