@@ -121,7 +121,7 @@ def choose_steps_per_call(
 
 def compile_blocks(
     inputs: Any, outputs: Any, rng_updates: Mapping, mode: Mode, kwargs: Mapping[str, Any]
-) -> "BlockFunction | None":
+) -> Any:  # a BlockFunction or None: it stands in for the Function that compile returns
     """Compile a training step as a :class:`BlockFunction`, if a fitting loop asked for one.
 
     :func:`pymc.pytensorf.compile` calls this with its arguments before it compiles. Inside

@@ -17,13 +17,13 @@ import threading
 import warnings
 
 import numpy as np
-import pytest
-
 import pymc as pm
+import pytest
 
 from pymc.data_feed import BlockFunction
 from pymc.streaming import streams_in
 from pymc.streaming.stream import StreamEndedWarning
+
 from pymc_extras.inference.advi import Trainer
 
 N = 400
