@@ -414,8 +414,10 @@ def test_a_second_ctrl_c_while_the_fit_stops_its_reader_returns_too(monkeypatch)
             source.blocked.wait(30)
             raise KeyboardInterrupt
 
+    # One step per call: the callback of step 3 runs before the read of row 200 (a block of
+    # many steps would read it first, and callbacks run after a block's reads).
     with model:
-        approx = pm.fit(1_000, progressbar=False, callbacks=[first_press])
+        approx = pm.fit(1_000, progressbar=False, callbacks=[first_press], steps_per_call=1)
     assert finish(source) and pressed
     assert isinstance(approx, pm.MeanField) and stream.steps == 3
     assert not reader_threads()
