@@ -38,7 +38,9 @@ _feeding: contextvars.ContextVar[tuple[StepsPerCall] | None] = contextvars.Conte
 
 
 @contextlib.contextmanager
-def feeding_data(*, steps_per_call: StepsPerCall = None) -> Iterator[None]:
+def feeding_data(
+    *, steps_per_call: StepsPerCall = None, callbacks: Iterable[Any] = ()
+) -> Iterator[None]:
     """Allow the functions compiled inside to read fed data: the caller feeds it.
 
     Fitting loops compile their step function inside this block, and then drive the feeds of its
@@ -52,6 +54,10 @@ def feeding_data(*, steps_per_call: StepsPerCall = None) -> Iterator[None]:
         :class:`~pymc.data_feed.BlockFunction` over blocks of that many batches (see
         :func:`compile_blocks`). ``"auto"`` lets it choose from the backend and the bytes of a
         batch; None and 1 compile one step per call, as PyMC does without feeds.
+    callbacks : iterable, optional
+        The loop's callbacks. Within a block, callbacks see the parameters after the whole
+        block; a callback that needs them after every step (iterate averaging, say) says so
+        with a true ``needs_every_step`` attribute, and ``"auto"`` then means one step per call.
 
     Raises
     ------
@@ -66,6 +72,8 @@ def feeding_data(*, steps_per_call: StepsPerCall = None) -> Iterator[None]:
         if steps_per_call < 1:
             raise ValueError(f"steps_per_call must be at least 1, got {steps_per_call}.")
         steps_per_call = int(steps_per_call)
+    elif steps_per_call == "auto" and any(getattr(c, "needs_every_step", False) for c in callbacks):
+        steps_per_call = 1
     token = _feeding.set((steps_per_call,))
     try:
         yield

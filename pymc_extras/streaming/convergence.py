@@ -255,6 +255,17 @@ class EarlyStopping(Callback):
         return self.on == "parameters" or self.average
 
     @property
+    def needs_every_step(self) -> bool:
+        """Whether ``pm.fit`` must run one step per call: to average every step's parameters.
+
+        ``pm.fit`` on a stream runs many steps per compiled call, and a callback then sees the
+        parameters after the whole block; ``steps_per_call="auto"`` reads this and runs one
+        step per call instead. Watching the parameters (``on="parameters"``) only compares
+        values a window apart, which blocks do not change much.
+        """
+        return self.average
+
+    @property
     def thin(self) -> int:
         """Steps between two recorded parameter values."""
         return max(1, int(self.window) // self.snapshots)

@@ -173,6 +173,25 @@ def test_callbacks_run_per_step_after_the_block():
         np.testing.assert_array_equal(entry[3], expected.next_batch()[1][:3])
 
 
+def test_a_callback_that_needs_every_step_makes_auto_one_step_per_call():
+    class Averaging:  # reads the parameters after every step, as iterate averaging does
+        needs_every_step = True
+
+        def __call__(self, approx, losses, i):
+            pass
+
+    model, _ = regression()
+    with model:
+        inference = pm.ADVI(random_seed=1)
+        with feeding_data(steps_per_call="auto", callbacks=[Averaging()]):
+            one = inference.objective.step_function(score=True)
+        with feeding_data(steps_per_call=8, callbacks=[Averaging()]):  # asked for: kept
+            blocks = inference.objective.step_function(score=True)
+        inference.fit(5, progressbar=False, callbacks=[Averaging()])
+    assert not isinstance(one, BlockFunction) and blocks.steps_per_call == 8
+    assert not isinstance(inference.state.step, BlockFunction)
+
+
 def test_convergence_checks_are_exact_when_every_is_a_multiple_of_the_block():
     def steps_until_converged(steps_per_call):
         model, stream = regression(random_seed=1)

@@ -19,6 +19,7 @@ import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pymc.data_feed import BlockFunction
 from workflow_models import simulate, streaming_linear
 
 from pymc_extras.inference.advi import Trainer
@@ -135,6 +136,22 @@ def test_averaging_sets_the_parameters_to_the_last_window_mean():
     assert trainer_rule.converged and trainer.state is state
     flat = np.concatenate([np.ravel(value) for value in state.params.values()])
     np.testing.assert_allclose(flat, trainer_rule.averaged)
+
+
+def test_averaging_runs_pm_fit_one_step_per_call():
+    # Within a block of many steps per call, callbacks see the parameters after the block:
+    # an average of those would take one value per block, not per step.
+    model = streaming_linear(DATA.X, DATA.y)
+    rule = EarlyStopping(window=200, average=True, snapshots=20)
+    watcher = EarlyStopping(window=200, on="parameters")
+    assert rule.needs_every_step and not watcher.needs_every_step
+    with model:
+        averaged = pm.ADVI(random_seed=1)
+        averaged.fit(300, callbacks=[rule], progressbar=False)
+        watched = pm.ADVI(random_seed=1)
+        watched.fit(300, callbacks=[watcher], progressbar=False)
+    assert not isinstance(averaged.state.step, BlockFunction)
+    assert isinstance(watched.state.step, BlockFunction)
 
 
 def test_trainer_stops_at_max_steps():
