@@ -11,43 +11,15 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Streaming data for PyMC models: readers, full-data passes, and the workflow after the fit.
+"""Streaming data for PyMC models: readers, and what runs on the data they read.
 
 The readers are sources for ``pm.Minibatch(source, batch_size=..., streaming=True)``; PyMC also
 finds them by itself for HDF5 datasets, Zarr arrays, Dask collections, pyarrow datasets and
 pymc-extras' ``DataLoader`` (:mod:`pymc_extras.streaming.adapters`). Attributes are imported on
-first use, so importing this package imports no reader and no optional dependency. After the
-fit: convergence of the noisy streamed objective, predictions on new data, posterior predictive
-checks, pointwise log-likelihoods, sub-sampled PSIS-LOO and model comparison.
+first use, so importing this package imports no reader and no optional dependency.
 """
 
 import importlib
-
-__all__ = [
-    "ArrowIPCSource",
-    "CSVSource",
-    "DaskSource",
-    "EarlyStopping",
-    "FeatherSource",
-    "FullDataLogp",
-    "HDF5Source",
-    "NpySource",
-    "ParquetSource",
-    "PassReport",
-    "ZarrSource",
-    "choose_rows",
-    "data_deterministics",
-    "fit_until_converged",
-    "log_densities",
-    "log_likelihood_subsample",
-    "loo_subsample",
-    "posterior_predictive_subsample",
-    "ppc_summary",
-    "predict",
-    "predict_to_file",
-    "rows_model",
-    "without_data_deterministics",
-]
 
 _HOMES = {
     "ArrowIPCSource": "pymc_extras.streaming.arrow_files",
@@ -58,8 +30,10 @@ _HOMES = {
     "NpySource": "pymc_extras.streaming.npy_files",
     "ZarrSource": "pymc_extras.streaming.array_files",
     "DaskSource": "pymc_extras.streaming.dask_source",
-    "FullDataLogp": "pymc_extras.streaming.full_data",
-    # The workflow after the fit.
+    "FullDataLogp": "pymc_extras.streaming.full_data",  # series: streaming-pathfinder
+    # series: streaming-workflow: begin
+    # The workflow after the fit: convergence of the noisy streamed objective, predictions on
+    # new data, posterior predictive checks, pointwise log-likelihoods, sub-sampled PSIS-LOO.
     "EarlyStopping": "pymc_extras.streaming.convergence",
     "fit_until_converged": "pymc_extras.streaming.convergence",
     "choose_rows": "pymc_extras.streaming.rows",
@@ -74,7 +48,9 @@ _HOMES = {
     "log_densities": "pymc_extras.streaming.approximation",
     "data_deterministics": "pymc_extras.streaming.deterministics",
     "without_data_deterministics": "pymc_extras.streaming.deterministics",
+    # series: streaming-workflow: end
 }
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str):
