@@ -422,10 +422,10 @@ def _known_rows(collection: _Collection) -> tuple[int, ...] | None:
 
 
 def _partition_lengths(collection: _Collection):
-    obj = collection.obj
-    if collection.kind == "frame" and len(obj.columns):
-        obj = obj[[obj.columns[0]]]  # one column is enough to count rows
-    return obj.map_partitions(len)
+    # Counted on the collection as it is read, all its columns: Dask's optimizer partitions a
+    # selection of fewer columns differently (dask-expr fuses several Parquet files into one
+    # partition when few columns are read), so counting one column miscounts the partitions.
+    return collection.obj.map_partitions(len)
 
 
 def _misaligned(collections, i: int, rows_i, j: int, rows_j) -> str:

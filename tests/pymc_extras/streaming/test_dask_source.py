@@ -387,3 +387,22 @@ def test_a_task_failing_on_the_cluster_reaches_pm_fit_with_its_type(cluster):
         with pytest.raises(FloatingPointError, match="partition 2 is corrupt"):
             fit_means(regression(source)[0], steps=200)
     assert not reader_threads()
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.reset_index")
+def test_partitions_of_a_parquet_dataset_are_counted_as_they_are_read(tmp_path):
+    # Dask fuses several Parquet files into one partition when it reads few of their columns:
+    # counting rows on one column gave 2 partitions of 2,000 rows for 4 files of 1,000.
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for number in range(4):
+        table = pa.table({name: rng.normal(size=1_000) for name in ("a", "b", "c", "d", "y")})
+        paths.append(str(tmp_path / f"part-{number}.parquet"))
+        pq.write_table(table, paths[-1])
+    frame = dd.read_parquet(paths)
+    source = DaskSource(frame, columns=[["a", "b", "c", "d"], "y"], scheduler="sync")
+    assert source.block_rows == (1_000,) * 4
+    assert [len(source.read_block(i)[0]) for i in range(4)] == [1_000] * 4
