@@ -13,6 +13,9 @@
 #   limitations under the License.
 """Dask arrays and DataFrames as streaming sources: one partition computed per read."""
 
+import dataclasses
+import sys
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +27,7 @@ from pymc.streaming.sources import BlockSource, Chunk, OutputSpec
 
 from pymc_extras.streaming.optional import import_optional
 
-__all__ = ["DaskSource"]
+__all__ = ["DaskSource", "PartitionReader"]
 
 _NUMERIC_KINDS = "biuf"
 _SHOWN_COLUMNS = 20
@@ -86,6 +89,42 @@ class _Collection:
             values = result if selection is None else result[selection]
             arrays.append(values.to_numpy(dtype=dtype))
         return arrays
+
+
+@dataclass(frozen=True)
+class PartitionReader:
+    """Turns the computed partitions of a :class:`DaskSource` into a checked chunk.
+
+    It holds what the source knows of its collections (outputs, dtypes, nullable columns) and
+    their partitions' lengths, but no collection: it is sent to a cluster's workers, which
+    convert and check a partition where it is computed.
+    """
+
+    collections: tuple[_Collection, ...]
+    block_rows: tuple[int, ...]
+
+    def chunk(self, index: int, computed: Sequence, *, whole: bool = True) -> Chunk:
+        """Partition ``index`` as a chunk, from each collection's computed partition.
+
+        Raises
+        ------
+        SourceDataError
+            If a nullable column holds nulls, or (for a ``whole`` partition) its rows differ
+            from those counted when the source was built; the message names the partition.
+        """
+        chunk: list[np.ndarray] = []
+        for collection, result in zip(self.collections, computed):
+            where = f"Partition {index} of {collection.label}"
+            outputs = collection.outputs(result, where)
+            expected = self.block_rows[index]
+            if whole and len(outputs[0]) != expected:
+                raise SourceDataError(
+                    f"{where} has {len(outputs[0])} rows, but {expected} when the source "
+                    "was built. The data changed while it was being streamed, or lengths= "
+                    "is wrong."
+                )
+            chunk.extend(outputs)
+        return tuple(chunk)
 
 
 class DaskSource(BlockSource):
@@ -279,25 +318,66 @@ class DaskSource(BlockSource):
         first = next(i for i, count in enumerate(self.block_rows) if count)
         return tuple(part[:rows] for part in self._read([first], rows)[0])
 
+    def distributed_client(self) -> Any:
+        """The ``distributed.Client`` that computes the partitions, or None if none does.
+
+        The ``scheduler`` given to the source if it is a client; else, unless a scheduler that
+        is not distributed is given or configured (``dask.config.set(scheduler="threads")``),
+        the current client, if there is one. Full-data passes over the source run on the
+        workers of this client (:mod:`pymc_extras.streaming.dask_passes`).
+        """
+        scheduler = self._scheduler
+        if scheduler is None:
+            scheduler = self._dask.config.get("scheduler", None)
+        if _is_client(scheduler):
+            return scheduler
+        distributed_names = ("distributed", "dask.distributed")
+        if scheduler is not None and not (
+            isinstance(scheduler, str) and scheduler.lower() in distributed_names
+        ):
+            return None
+        if "distributed" not in sys.modules:  # no client can exist without it
+            return None
+        from distributed import Client
+
+        try:
+            return Client.current(allow_global=True)
+        except ValueError:  # no client
+            return None
+
+    def partitions(self) -> list[tuple]:
+        """The lazy partitions, one tuple per partition of one ``Delayed`` per collection.
+
+        Computing a partition's tuple and passing the results to
+        ``self.partition_reader().chunk(index, results)`` gives ``read_block(index)``, with the
+        work done wherever the ``Delayed`` objects are computed (on a cluster's workers).
+        """
+        per_collection = []
+        for collection in self._collections:
+            obj = collection.obj
+            if collection.kind == "array":
+                whole_rows = dict.fromkeys(range(1, obj.ndim), -1)
+                if any(len(chunks) > 1 for chunks in obj.chunks[1:]):
+                    obj = obj.rechunk(whole_rows)  # blocks of whole rows: one per partition
+                delayed = list(obj.to_delayed().reshape(-1))
+            else:
+                delayed = list(obj.to_delayed())
+            per_collection.append(delayed)
+        return list(zip(*per_collection))
+
+    def partition_reader(self) -> "PartitionReader":
+        """What turns computed partitions into chunks: small, picklable, holds no collection."""
+        described = tuple(dataclasses.replace(c, obj=None) for c in self._collections)
+        return PartitionReader(described, self.block_rows)
+
     def _read(self, indices: list[int], rows: int | None = None) -> list[Chunk]:
         pieces = [[c.piece(index, rows) for index in indices] for c in self._collections]
         results = self._compute(pieces)
-        chunks: list[Chunk] = []
-        for k, index in enumerate(indices):
-            chunk: list[np.ndarray] = []
-            for collection, computed in zip(self._collections, results):
-                where = f"Partition {index} of {collection.label}"
-                outputs = collection.outputs(computed[k], where)
-                expected = self.block_rows[index]
-                if rows is None and len(outputs[0]) != expected:
-                    raise SourceDataError(
-                        f"{where} has {len(outputs[0])} rows, but {expected} when the source "
-                        "was built. The data changed while it was being streamed, or lengths= "
-                        "is wrong."
-                    )
-                chunk.extend(outputs)
-            chunks.append(tuple(chunk))
-        return chunks
+        reader = self.partition_reader()
+        return [
+            reader.chunk(index, [computed[k] for computed in results], whole=rows is None)
+            for k, index in enumerate(indices)
+        ]
 
     def _compute(self, pieces: list[list]) -> list[tuple]:
         """Compute each collection's pieces: one ``dask.compute`` for the arrays, one for the rest.
@@ -326,6 +406,12 @@ class DaskSource(BlockSource):
 
     def __repr__(self) -> str:
         return f"DaskSource({', '.join(c.label for c in self._collections)})"
+
+
+def _is_client(scheduler) -> bool:
+    return type(scheduler).__module__.split(".")[0] == "distributed" and hasattr(
+        scheduler, "scatter"
+    )
 
 
 def _kind(dask, obj, position: int) -> str:

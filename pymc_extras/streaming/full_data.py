@@ -13,10 +13,11 @@
 #   limitations under the License.
 """Exact full-data log density and gradient of a minibatched model, by passes over its data."""
 
-import contextlib
 import numbers
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytensor
@@ -25,14 +26,15 @@ import pytensor.tensor as pt
 from pymc.exceptions import StreamingNotSupportedError
 from pymc.model import Model, modelcontext
 from pymc.pytensorf import compile, join_nonshared_inputs
-from pymc.streaming.sources import Source, ZippedSource
+from pymc.streaming.sources import Chunk, Source, ZippedSource
 from pytensor.compile.executor import Function
 from pytensor.graph.basic import Variable
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.math import variadic_add
 
-from pymc_extras.streaming.passes import MinibatchedData, data_chunks, full_data_model
+from pymc_extras.streaming.dask_passes import PartitionPass, PassRunner, PassTraffic
+from pymc_extras.streaming.passes import MinibatchedData, full_data_model
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FullDataLogp", "PassResult"]
 
@@ -61,12 +63,69 @@ class PassResult:
 
 
 @dataclass
+class _Sums:
+    """What one run of chunks adds to a pass: float64 sums at each point, and the rows read."""
+
+    logp: np.ndarray
+    grad: np.ndarray
+    value_logp: np.ndarray
+    rows: int
+
+
+class _LogpPass(PartitionPass):
+    """The compiled evaluation of one block of data terms, summed over chunks of rows.
+
+    Runs here or on the workers of a Dask cluster (:class:`~pymc_extras.streaming.dask_passes.
+    PassRunner`). The inputs of a pass are ``(grad_points, value_points, rows_per_call,
+    once)``; with ``once``, the first chunk of the pass also adds the terms that read no data.
+    """
+
+    def __init__(self, fn: Function):
+        self.fn = fn
+
+    def __getstate__(self) -> dict:
+        return {"fn": self.fn}
+
+    def __setstate__(self, state: dict) -> None:
+        self.fn = state["fn"]
+        self.fn.trust_input = True  # a loaded function forgets it
+
+    def partial(
+        self, inputs: Any, chunks: Iterable[Chunk], *, first_row: int, first: bool
+    ) -> _Sums:
+        grad_points, value_points, rows_per_call, once = inputs
+        none = grad_points[:0]
+        logp = np.zeros(len(grad_points))
+        grad = np.zeros(grad_points.shape)
+        value_logp = np.zeros(len(value_points))
+        rows = 0
+        for chunk in chunks:
+            if first and once:
+                # The terms without data, with no rows: once per pass. Each call evaluates in
+                # the model's dtype; the sums over calls are kept in float64.
+                out = self.fn(grad_points, value_points, none, none, *(a[:0] for a in chunk))
+                logp += out[0]
+                grad += out[1]
+                value_logp += out[2]
+            first = False
+            size = len(chunk[0])
+            for start in range(0, size, rows_per_call):
+                part = [a[start : start + rows_per_call] for a in chunk]
+                out = self.fn(none, none, grad_points, value_points, *part)
+                logp += out[3]
+                grad += out[4]
+                value_logp += out[5]
+            rows += size
+        return _Sums(logp, grad, value_logp, rows)
+
+
+@dataclass
 class _DataBlock:
-    """Data terms that read the same rows: their source and their compiled sums."""
+    """Data terms that read the same rows: their source, and the passes that sum them."""
 
     source: Source
     placeholders: list[Variable]  # one per output of the source, in its order
-    fn: Function
+    runner: PassRunner
 
 
 def _logp_terms(model: Model, data, *, jacobian: bool) -> tuple[list[Variable], list[bool]]:
@@ -195,12 +254,10 @@ class FullDataLogp:
             placeholders = [p for member in members for p in member.placeholders]
             # The first block's function also evaluates the terms without data.
             once = once_logp if index == 0 else pt.zeros((), dtype=once_logp.dtype)
-            block = _DataBlock(
-                source=sources[0] if len(sources) == 1 else ZippedSource(sources),
-                placeholders=placeholders,
-                fn=self._compile(x, once, logp, placeholders, compile_kwargs),
-            )
-            self._blocks.append(block)
+            source = sources[0] if len(sources) == 1 else ZippedSource(sources)
+            kernel = _LogpPass(self._compile(x, once, logp, placeholders, compile_kwargs))
+            runner = PassRunner(kernel, source, placeholders)
+            self._blocks.append(_DataBlock(source, placeholders, runner))
 
     # --- building -------------------------------------------------------------------------
     @staticmethod
@@ -283,33 +340,35 @@ class FullDataLogp:
         """
         grad_points = self._as_points(grad_points, "grad_points")
         value_points = self._as_points(value_points, "value_points")
-        # Each call evaluates in the model's dtype; the sums over chunks are kept in float64.
+        # Each call evaluates in the model's dtype; the sums are kept in float64, added in the
+        # order of the data (chunk by chunk here, partition by partition on a cluster).
         logp = np.zeros(len(grad_points))
         grad = np.zeros(grad_points.shape)
         value_logp = np.zeros(len(value_points))
         rows_per_call = max(1, self.chunk_size // max(len(grad_points) + len(value_points), 1))
-        none = grad_points[:0]
-        once_points = (grad_points, value_points)  # the first call of the pass only
         self.passes += 1
-        for block in self._blocks:
-            # Closed at once if evaluating fails, so that no reader thread outlives the pass.
-            with contextlib.closing(data_chunks(block.source, block.placeholders)) as chunks:
-                for chunk in chunks:
-                    rows = len(chunk[0])
-                    self.rows_read += rows
-                    for start in range(0, rows, rows_per_call):
-                        part = [a[start : start + rows_per_call] for a in chunk]
-                        out = block.fn(*once_points, grad_points, value_points, *part)
-                        once_g, once_gg, once_v, data_g, data_gg, data_v = out
-                        if once_points[0] is not none:
-                            logp += once_g
-                            grad += once_gg
-                            value_logp += once_v
-                            once_points = (none, none)
-                        logp += data_g
-                        grad += data_gg
-                        value_logp += data_v
+        for index, block in enumerate(self._blocks):
+            inputs = (grad_points, value_points, rows_per_call, index == 0)
+            with block.runner.run(inputs) as partials:
+                for sums in partials:
+                    logp += sums.logp
+                    grad += sums.grad
+                    value_logp += sums.value_logp
+                    self.rows_read += sums.rows
         return PassResult(logp=logp, grad=grad, value_logp=value_logp)
+
+    @property
+    def traffic(self) -> list[PassTraffic | None]:
+        """What the last pass moved on a cluster, per block of data terms (None: read here)."""
+        return [block.runner.traffic for block in self._blocks]
+
+    def close(self) -> None:
+        """Release the compiled evaluation that a Dask cluster's workers keep between passes.
+
+        Dropping the object does the same; a later pass sends it again.
+        """
+        for block in self._blocks:
+            block.runner.close()
 
     def _as_points(self, points, name: str) -> np.ndarray:
         if points is None:

@@ -360,4 +360,8 @@ class FullDataPathfinder:
         def job(seed: int, callback: Callable | None) -> Callable[[], T]:
             return lambda: fn(seed, callback)
 
-        yield from self.passes.run([job(seed, cb) for seed, cb in zip(seeds, callbacks)])
+        try:
+            yield from self.passes.run([job(seed, cb) for seed, cb in zip(seeds, callbacks)])
+        finally:
+            # What the workers of a Dask cluster keep between passes is released with the fit.
+            self.evaluator.close()

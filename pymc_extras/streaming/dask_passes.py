@@ -1,0 +1,439 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Full-data passes here or on a Dask cluster: a map over partitions, combined in their order."""
+
+import contextlib
+import threading
+import time
+import uuid
+
+from abc import ABC, abstractmethod
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import cloudpickle
+import numpy as np
+
+from pymc.streaming.sources import Chunk, Source
+from pytensor.graph.basic import Variable
+from pytensor.tensor.type import TensorType
+
+from pymc_extras.streaming.passes import PASS_CHUNK_ROWS, data_chunks, split_chunk
+
+__all__ = [
+    "QUIET_TIMEOUT",
+    "PartitionPass",
+    "PassRunner",
+    "PassTraffic",
+    "cluster_of",
+]
+
+QUIET_TIMEOUT = 60.0
+"""Seconds a pass that failed on a cluster waits for its tasks still running on the workers to
+end (a task cannot be interrupted; a cancelled one runs to its end and its result is dropped),
+so that nothing of it runs when the error is raised."""
+
+
+class PartitionPass(ABC):
+    """What one full-data pass computes on a run of consecutive chunks: a small partial result.
+
+    A pass over a source is a map over its partitions followed by a combination of their
+    partial results in partition order, so that the result is the same at every run. The same
+    object serves both backends of :class:`PassRunner`: here, it is called once per chunk of
+    :func:`~pymc_extras.streaming.passes.data_chunks`; on a Dask cluster, once per partition,
+    on the worker that computed it, with the partition in chunks of at most ``rows`` rows.
+    Only the object itself (once per worker), the inputs of a pass and the partial results
+    travel, never rows. So the object must pickle (PyTensor functions do: loading one compiles
+    it again from PyTensor's cache), and its partial results should be small.
+    """
+
+    @abstractmethod
+    def partial(self, inputs: Any, chunks: Iterable[Chunk], *, first_row: int, first: bool) -> Any:
+        """The partial result of ``chunks``, whose first row is row ``first_row`` of the data.
+
+        Parameters
+        ----------
+        inputs : object
+            What the pass was run with (:meth:`PassRunner.run`): the points, the draws.
+        chunks : iterable of tuple of ndarray
+            Consecutive chunks of the data, cast to the placeholders' dtypes.
+        first_row : int
+            The row number in the data of the first row of ``chunks``.
+        first : bool
+            True for exactly one call of a pass, the one whose chunks come first: where terms
+            that are counted once per pass (a prior) are added.
+        """
+
+
+@dataclass
+class PassTraffic:
+    """What a pass on a cluster moved between this process and the workers, and among them.
+
+    Attributes
+    ----------
+    partitions : int
+        Partitions evaluated, one task each.
+    sent_bytes : int
+        Bytes of what this pass sent to the cluster (pickled): its task graph (how to compute
+        each partition, as the collection describes it: file names for a Parquet dataset), its
+        inputs once to each worker, and, on a runner's first pass on a client, the
+        :class:`PartitionPass` once to each worker.
+    received_bytes : int
+        Bytes of the partial results the pass gathered (pickled): one per partition.
+    worker_outgoing_bytes : int
+        Bytes the workers served out of their memory while the pass ran, by Dask's own
+        counters (``Worker.transfer_outgoing_bytes_total``): to each other, when a task needs
+        a result held by another worker, and to this process, the partial results. Partitions
+        that travelled would count here.
+    seconds : float
+        Wall time of the pass.
+    """
+
+    partitions: int
+    sent_bytes: int
+    received_bytes: int
+    worker_outgoing_bytes: int
+    seconds: float
+
+
+def cluster_of(source: Source) -> Any:
+    """The ``distributed.Client`` whose workers should run passes over ``source``, or None.
+
+    A :class:`~pymc_extras.streaming.dask_source.DaskSource` with a distributed client (given
+    as its ``scheduler``, or the current one); None for every other source, which a pass reads
+    here.
+    """
+    client_of = getattr(source, "distributed_client", None)
+    if client_of is None or not hasattr(source, "partitions"):
+        return None
+    return client_of()
+
+
+class _Shipped:
+    """A pass object and how to read partitions, pickled once, loaded once per process.
+
+    A worker receives this object once (it is scattered to every worker) and keeps it in memory
+    for every pass; the pass object inside, with its compiled functions, is loaded the first
+    time a task needs it, in the task's thread, and kept for the next ones. Tasks of one worker
+    use it one at a time: a compiled PyTensor function must not run in two threads at once.
+    """
+
+    def __init__(self, kernel: PartitionPass, reader: Any, dtypes: list[np.dtype], rows: int):
+        self.payload = cloudpickle.dumps(kernel)
+        self.reader, self.dtypes, self.rows = reader, dtypes, rows
+        self._init_local()
+
+    def _init_local(self) -> None:
+        self._lock = threading.Lock()
+        self._kernel: PartitionPass | None = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"], state["_kernel"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_local()
+
+    def run(self, inputs: Any, index: int, first_row: int, computed: Sequence) -> Any:
+        """Partition ``index``, computed, evaluated by the pass object."""
+        chunk = self.reader.chunk(index, computed)
+        chunk = tuple(np.asarray(part, dtype=dtype) for part, dtype in zip(chunk, self.dtypes))
+        with self._lock:
+            if self._kernel is None:
+                self._kernel = cloudpickle.loads(self.payload)
+            chunks = split_chunk(chunk, self.rows)
+            return self._kernel.partial(inputs, chunks, first_row=first_row, first=index == 0)
+
+
+class _Recipe:
+    """How to compute one partition (the part of its collections' graph it needs), in a task.
+
+    A plain object, so that Dask hands it to the task as it is instead of computing it first:
+    the task computes the partition itself, with Dask's synchronous scheduler, and evaluates
+    it at once. A partition then never leaves the worker that reads it, which is not so when
+    it is a task of its own: the scheduler may run the evaluation on the other worker and send
+    the partition there (to balance the load), which moves rows.
+    """
+
+    __slots__ = ("graph", "keys")
+
+    def __init__(self, graph: dict, keys: list):
+        self.graph, self.keys = graph, keys
+
+    def compute(self) -> Sequence:
+        from dask.local import get_sync
+
+        return get_sync(self.graph, self.keys)
+
+
+def _recipes(partitions: list[tuple]) -> list[tuple]:
+    """The arguments that give each partition in a task, one tuple per partition.
+
+    A :class:`_Recipe` when the partition's graph is self-contained (files to read, data to
+    generate); else the ``Delayed`` objects themselves: a persisted collection's partitions are
+    in the cluster's memory already, and Dask runs their tasks where they are.
+    """
+    from dask.optimization import cull
+
+    graph: dict = {}
+    seen: set[int] = set()
+    for parts in partitions:
+        for part in parts:
+            part_graph = part.__dask_graph__()
+            if id(part_graph) not in seen:  # the partitions of a collection share one graph
+                seen.add(id(part_graph))
+                graph.update(part_graph)
+    arguments = []
+    for parts in partitions:
+        keys = [part.key for part in parts]
+        needed, dependencies = cull(graph, keys)
+        external = any(d not in needed for deps in dependencies.values() for d in deps)
+        arguments.append(tuple(parts) if external else (_Recipe(needed, keys),))
+    return arguments
+
+
+def _run_partition(shipped: _Shipped, inputs: Any, index: int, first_row: int, *computed) -> Any:
+    """One task of a pass on a cluster: partition ``index``, computed and evaluated here."""
+    if len(computed) == 1 and isinstance(computed[0], _Recipe):
+        computed = tuple(computed[0].compute())
+    return shipped.run(inputs, index, first_row, computed)
+
+
+def _transferred(dask_worker) -> int:
+    return int(dask_worker.transfer_outgoing_bytes_total)
+
+
+def _executing(keys: set, dask_worker) -> list:
+    return [ts.key for ts in dask_worker.state.executing if ts.key in keys]
+
+
+class PassRunner:
+    """Runs the passes of one :class:`PartitionPass` over one source, here or on a cluster.
+
+    Each :meth:`run` decides where its pass runs. Over a
+    :class:`~pymc_extras.streaming.dask_source.DaskSource` with a ``distributed.Client``
+    (:func:`cluster_of`), the pass is a map over the partitions: each task computes a
+    partition on a worker, converts it to arrays there and hands it to the pass object in
+    chunks of at most ``rows`` rows; only the pass object (sent once to each worker, and loaded
+    there once), the inputs of the pass and the partial results travel. Over any other source
+    the pass reads :func:`~pymc_extras.streaming.passes.data_chunks` here. Either way, the
+    partial results come back in the order of the data.
+
+    Faults on a cluster: a task whose worker dies is run again elsewhere by Dask (up to
+    ``distributed.scheduler.allowed-failures`` times), so the result is unchanged; past that,
+    or when a partition fails to compute, the error is raised here with its own type (a
+    ``KilledWorker``, or what reading the partition raised), with a note naming the partition
+    and its rows. The pass's other tasks are then cancelled, and the pass waits (up to
+    :data:`QUIET_TIMEOUT` seconds) until none of them runs on a worker.
+
+    Parameters
+    ----------
+    kernel : PartitionPass
+        What the pass computes.
+    source : Source
+        The data.
+    placeholders : sequence of Variable
+        One per output of the source: the chunks are cast to their dtypes.
+    rows : int, default PASS_CHUNK_ROWS
+        Most rows in one chunk handed to ``kernel`` (65,536). A worker holds its partition
+        whole (as Dask computes it) and hands it over in views of this many rows.
+
+    Attributes
+    ----------
+    traffic : PassTraffic or None
+        What the last pass moved, if it ran on a cluster.
+
+    Examples
+    --------
+    A pass that sums a column, here (no client) or on the workers of one:
+
+    >>> import numpy as np
+    >>> import pytensor.tensor as pt
+    >>> from pymc.streaming.sources import ArraySource
+    >>> from pymc_extras.streaming.dask_passes import PartitionPass, PassRunner
+    >>> class Total(PartitionPass):
+    ...     def partial(self, inputs, chunks, *, first_row, first):
+    ...         return sum(float(chunk[0].sum()) for chunk in chunks) * inputs
+    >>> runner = PassRunner(Total(), ArraySource([np.arange(10.0)]), [pt.vector("x")])
+    >>> with runner.run(2.0) as partials:
+    ...     total = sum(partials)
+    >>> total
+    90.0
+    """
+
+    def __init__(
+        self,
+        kernel: PartitionPass,
+        source: Source,
+        placeholders: Sequence[Variable],
+        *,
+        rows: int = PASS_CHUNK_ROWS,
+    ):
+        self.kernel = kernel
+        self.source = source
+        self.placeholders = list(placeholders)
+        self.rows = int(rows)
+        self.traffic: PassTraffic | None = None
+        self._shipped: _Shipped | None = None
+        self._on_cluster: tuple[Any, Any] | None = None  # (client, future of _Shipped)
+        self._recipes: list[tuple] | None = None  # how each task gets its partition
+
+    @contextlib.contextmanager
+    def run(self, inputs: Any) -> Generator[Generator[Any]]:
+        """One pass: a context giving the partial results, in the order of the data.
+
+        Leaving the context ends the pass, however it ends: the reader thread stops, or the
+        cluster's tasks are cancelled and waited for.
+        """
+        client = cluster_of(self.source)
+        if client is None:
+            partials = self._run_here(inputs)
+        else:
+            partials = self._run_on_cluster(client, inputs)
+        try:
+            yield partials
+        finally:
+            partials.close()
+
+    def _run_here(self, inputs: Any) -> Generator[Any]:
+        self.traffic = None
+        first_row = 0
+        chunks = data_chunks(self.source, self.placeholders, rows=self.rows)
+        with contextlib.closing(chunks):
+            for chunk in chunks:
+                first = first_row == 0
+                yield self.kernel.partial(inputs, [chunk], first_row=first_row, first=first)
+                first_row += len(chunk[0])
+
+    def _run_on_cluster(self, client: Any, inputs: Any) -> Generator[Any]:
+        import dask
+
+        from distributed import as_completed
+
+        started = time.perf_counter()
+        source: Any = self.source
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        shipped, sent = self._shipped_to(client, workers)
+        [inputs_future] = client.scatter([inputs], broadcast=True, hash=False)
+        sent += len(cloudpickle.dumps(inputs)) * workers
+        block_rows = source.block_rows
+        starts = [0, *np.cumsum(block_rows)[:-1].tolist()]
+        run = dask.delayed(_run_partition, pure=False)
+        tag = f"full-data-pass-{uuid.uuid4().hex[:12]}"  # the name its tasks show in Dask
+        if self._recipes is None:
+            self._recipes = _recipes(source.partitions())
+        tasks = [
+            run(shipped, inputs_future, index, starts[index], *parts, dask_key_name=(tag, index))
+            for index, parts in enumerate(self._recipes)
+        ]
+        graph: dict = {}
+        for task in tasks:
+            graph.update(task.__dask_graph__())
+        keys = set(graph)
+        sent += len(cloudpickle.dumps(graph))  # what the client sends the scheduler, about
+        transferred = sum(client.run(_transferred).values())
+        futures: list[Any] = client.compute(tasks)
+        completed = as_completed(futures)
+        position = {future.key: index for index, future in enumerate(futures)}
+        received = 0
+        finished = False
+        try:
+            done: dict[int, Any] = {}
+            following = 0
+            for future in completed:
+                index = position[future.key]
+                if future.status != "finished":
+                    _raise(future, index, starts[index], block_rows[index])
+                done[index] = future
+                while following in done:
+                    partial = done.pop(following).result()
+                    futures[following] = None  # released: nothing of it stays on the cluster
+                    received += len(cloudpickle.dumps(partial))
+                    following += 1
+                    yield partial
+            finished = True
+        finally:
+            completed.clear()
+            live = [future for future in futures if future is not None]
+            if live:
+                client.cancel(live, force=True)
+            del live, futures, done
+            client.cancel([inputs_future])
+            if finished:
+                moved = sum(client.run(_transferred).values()) - transferred
+                self.traffic = PassTraffic(
+                    partitions=len(tasks),
+                    sent_bytes=sent,
+                    received_bytes=received,
+                    worker_outgoing_bytes=moved,
+                    seconds=time.perf_counter() - started,
+                )
+            else:
+                self.traffic = None
+                _wait_until_quiet(client, keys)
+
+    def _shipped_to(self, client: Any, workers: int) -> tuple[Any, int]:
+        """The pass object on ``client``'s workers (sent once), and the bytes sent now."""
+        if self._on_cluster is not None:
+            known_client, future = self._on_cluster
+            if known_client is client and future.status == "finished":
+                return future, 0
+            self.close()
+        if self._shipped is None:
+            source: Any = self.source
+            dtypes = [np.dtype(cast(TensorType, p.type).dtype) for p in self.placeholders]
+            self._shipped = _Shipped(self.kernel, source.partition_reader(), dtypes, self.rows)
+        [future] = client.scatter([self._shipped], broadcast=True, hash=False)
+        self._on_cluster = (client, future)
+        return future, len(cloudpickle.dumps(self._shipped)) * workers
+
+    def close(self) -> None:
+        """Release the pass object that the workers of a cluster hold for later passes.
+
+        Dropping the runner does the same; a closed runner sends it again if it runs a pass.
+        """
+        if self._on_cluster is not None:
+            client, future = self._on_cluster
+            self._on_cluster = None
+            with contextlib.suppress(Exception):  # a closed client holds nothing any more
+                client.cancel([future])
+
+
+def _raise(future: Any, index: int, first_row: int, rows: int) -> None:
+    """Raise the error of a failed task, with a note naming its partition and rows."""
+    try:
+        future.result()
+    except BaseException as error:
+        error.add_note(
+            f"Raised by partition {index} of the data (rows {first_row} to "
+            f"{first_row + rows - 1}) in a full-data pass on the Dask cluster."
+        )
+        raise
+    raise RuntimeError(f"Partition {index} of a full-data pass ended as {future.status!r}.")
+
+
+def _wait_until_quiet(client: Any, keys: set, timeout: float = QUIET_TIMEOUT) -> None:
+    """Wait until no worker runs a task of the pass: a cancelled task runs to its end."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_executing, keys)
+        except Exception:  # a worker lost meanwhile runs nothing
+            return
+        if not any(running.values()):
+            return
+        time.sleep(0.05)
