@@ -188,6 +188,7 @@ def _recipes(partitions: list[tuple]) -> list[tuple]:
     in the cluster's memory already, and Dask runs their tasks where they are.
     """
     from dask.optimization import cull
+    from distributed import Future
 
     graph: dict = {}
     seen: set[int] = set()
@@ -201,8 +202,10 @@ def _recipes(partitions: list[tuple]) -> list[tuple]:
     for parts in partitions:
         keys = [part.key for part in parts]
         needed, dependencies = cull(graph, keys)
-        external = any(d not in needed for deps in dependencies.values() for d in deps)
-        arguments.append(tuple(parts) if external else (_Recipe(needed, keys),))
+        # A persisted partition is a Future in the graph: its data is on a worker already.
+        held = any(isinstance(node, Future) for node in needed.values())
+        held = held or any(d not in needed for deps in dependencies.values() for d in deps)
+        arguments.append(tuple(parts) if held else (_Recipe(needed, keys),))
     return arguments
 
 
