@@ -243,4 +243,3 @@ def _pieces(source: Source, rows: int) -> Generator[Chunk]:
                 yield from block
         else:
             yield from split_chunk(source.read_block(index), rows)
-
