@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from pytensor.graph.basic import Variable
+from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.shape import Shape, Shape_i
 
 from pymc.data_feed.feeds import DataFeed, FedSharedVariable
@@ -59,31 +60,42 @@ def _graph_variables(items: Iterable[Any]) -> list[Variable]:
     return found
 
 
-def fed_values_read_by(variables: Iterable[Variable]) -> list[DataFeed]:
-    """The feeds whose data the graphs of ``variables`` read.
+def values_read_by(graphs: Iterable[Variable]) -> set[Variable]:
+    """The variables whose values the ``graphs`` read: their ancestors, but for shapes.
 
-    A graph that reads a fed variable only through its shape (``X_mb.shape[1]``, the number of
-    columns, as in ``pm.Normal("b", shape=X_mb.shape[1])``) computes nothing on the batch it
-    holds: that use does not count.
+    A variable reached only through its shape (``Shape``, ``Shape_i``), or through the shape of
+    elementwise functions of it (a cast, say, whose output has its input's shape), is not read
+    for its values: ``pm.Normal("b", shape=X_mb.shape[1])`` computes nothing on ``X_mb``'s rows.
+    The shape of any other result counts as reading what it is computed from, since only its
+    values may say how long it is (``pt.nonzero(x)``).
     """
-    feeds: dict[int, DataFeed] = {}
-    seen: set[Variable] = set()
-    stack = list(variables)
+    read: set[Variable] = set()
+    seen: set[tuple[Variable, bool]] = set()
+    stack = [(var, True) for var in graphs]
     while stack:
-        var = stack.pop()
-        if var in seen:
+        var, for_values = stack.pop()
+        if (var, for_values) in seen:
             continue
-        seen.add(var)
-        if isinstance(var, FedSharedVariable):
-            feeds.setdefault(id(var.data_feed), var.data_feed)
-            continue
+        seen.add((var, for_values))
+        if for_values:
+            read.add(var)
         node = var.owner
         if node is None:
             continue
-        for inp in node.inputs:
-            if isinstance(node.op, Shape | Shape_i) and isinstance(inp, FedSharedVariable):
-                continue  # its shape only: the batch size and the columns
-            stack.append(inp)
+        if isinstance(node.op, Shape | Shape_i):
+            for_values = False
+        elif not for_values and not isinstance(node.op, Elemwise | DimShuffle):
+            for_values = True  # a shape only its values can give
+        stack.extend((inp, for_values) for inp in node.inputs)
+    return read
+
+
+def fed_values_read_by(graphs: Iterable[Variable]) -> list[DataFeed]:
+    """The feeds whose data the ``graphs`` read for its values (:func:`values_read_by`)."""
+    feeds: dict[int, DataFeed] = {}
+    for var in values_read_by(graphs):
+        if isinstance(var, FedSharedVariable):
+            feeds.setdefault(id(var.data_feed), var.data_feed)
     return list(feeds.values())
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from pymc.data_feed.guard import values_read_by
 from pymc.model import Model, modelcontext
 from pymc.model.fgraph import (
     ModelObservedRV,
@@ -38,7 +39,7 @@ from pytensor.graph.basic import Variable
 from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.scalar import Cast
 from pytensor.tensor.elemwise import Elemwise
-from pytensor.tensor.shape import Shape, Shape_i
+from pytensor.tensor.shape import Shape_i
 from pytensor.tensor.variable import TensorVariable
 
 from pymc_extras.streaming.passes import MinibatchedData, data_chunks, full_data_model
@@ -121,7 +122,7 @@ def data_blocks(model: Model | None = None) -> tuple[Model, list[DataBlock]]:
     model = modelcontext(model)
     full_model, found = full_data_model(model)
     members = list({id(member): member for member in found.values()}.values())
-    read_elsewhere = _read_for_values(
+    read_elsewhere = values_read_by(
         full_model.basic_RVs + full_model.deterministics + full_model.potentials
     )
     observed_values = {
@@ -140,25 +141,6 @@ def data_blocks(model: Model | None = None) -> tuple[Model, list[DataBlock]]:
         row_dim = dims.pop() if len(dims) == 1 else default
         blocks.append(DataBlock(member, names, only, shapes, row_dim))
     return full_model, blocks
-
-
-def _read_for_values(graphs: list[Variable]) -> set[Variable]:
-    """Variables whose values the graphs read: not only their shapes.
-
-    PyMC sizes an observed variable after its data (``size=y.shape``, or the shape of the data
-    cast to the variable's type, as for integer observations), which reads the shape of the
-    observations only; new data without observations still needs rows of the same number.
-    """
-    read: set[Variable] = set()
-    stack, seen = list(graphs), set()
-    while stack:
-        var = stack.pop()
-        if var in seen or var.owner is None or isinstance(var.owner.op, Shape | Shape_i):
-            continue
-        seen.add(var)
-        read.update(var.owner.inputs)
-        stack.extend(var.owner.inputs)
-    return read
 
 
 def _through_casts(data: Variable) -> list[Variable]:
