@@ -401,8 +401,11 @@ class BlockFunction(MultiStepFunction):
 
         A loop interrupted (Ctrl-C) in the middle of a block has had every step of the block
         applied, but has taken the outputs of its first steps only: this gives the others, to
-        keep the loss of every step applied. Empty if that step's block did not run.
+        keep the loss of every step applied. Empty if that step's block did not run (or no
+        block has).
         """
+        if self._results is None:
+            return np.empty(0)
         j = self._first_remaining - remaining
         if not 0 <= j < self._block_steps:
             j = self._block_steps
