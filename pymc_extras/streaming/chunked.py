@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from pymc.exceptions import SourceDataError, StreamingError
-from pymc.streaming.sources import Chunk, OutputSpec, Source
+from pymc.streaming.sources import Chunk, OutputSpec, Source, check_max_rows
 
 from pymc_extras.streaming.files import FileStamps, access_error
 
@@ -92,6 +92,7 @@ class ChunkedArraySource(Source):
             )
         if rows[0] == 0:
             raise SourceDataError(f"{labels[0]} has no rows.")
+        check_max_rows(int(rows[0]), labels[0])
         self._arrays = tuple(arrays)
         self._labels = tuple(labels)
         self._alignment_given = read_alignment
@@ -138,6 +139,7 @@ class ChunkedArraySource(Source):
                 clear = access_error(error, self._file_of(output) or label)
                 if clear is not None:
                     raise clear from error
+                self._stamps.check()  # a file changed under the read is not corrupt
                 raise SourceDataError(
                     f"Reading rows {start:,}:{stop:,} of {label} failed: "
                     f"{type(error).__name__}: {error}. The file may be truncated or corrupt."
@@ -151,6 +153,9 @@ class ChunkedArraySource(Source):
             if not part.dtype.isnative:
                 part = part.astype(part.dtype.newbyteorder("="))
             parts.append(part)
+        # The rows are the files' as they were opened: a file rewritten during the read (in
+        # place, so the lengths agree) would otherwise mix old rows with new ones.
+        self._stamps.check()
         return tuple(parts)
 
     def chunks(self) -> Iterator[Chunk]:
