@@ -17,7 +17,7 @@ import numpy as np
 
 from pymc.exceptions import SourceDataError
 
-__all__ = ["cast_exactly", "changed_by_cast"]
+__all__ = ["cast_exactly", "changed_by_cast", "check_cast"]
 
 _NUMERIC_KINDS = "biuf"
 
@@ -27,31 +27,32 @@ def _exact_int_bits(dtype: np.dtype) -> int:
     return np.finfo(dtype).nmant + 1
 
 
-def changed_by_cast(values: np.ndarray, cast: np.ndarray) -> np.ndarray | None:
-    """Flat positions of the values that ``values.astype(cast.dtype)`` changed, or None.
+def changed_by_cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+    """Flat positions of the values that ``values.astype(dtype)`` would change, or None.
 
     Integers must survive exactly: in range for an integer dtype, exactly representable in a
     floating one (``int64`` above ``2**53`` is not in ``float64``, though numpy calls that cast
     "safe"); floats cast to integers must be whole and in range. Floats cast to a narrower
-    float may round, as any float computation does, but not overflow to infinity. Each check is
-    one vectorised pass, and none is made where the cast cannot change a value.
+    float may round, as any float computation does, but not overflow to infinity. Integers are
+    checked by their least and greatest values (two vectorised passes, no copy) and one by one
+    only when those are out of the safe range; nothing is checked where the cast cannot change
+    a value.
     """
-    source, target = values.dtype, cast.dtype
+    source, target = values.dtype, np.dtype(dtype)
     if source == target or source.kind == "b" or not values.size:
         return None
     with np.errstate(over="ignore", invalid="ignore"):
-        if target.kind == "f":
-            if source.kind == "f":
-                changed = np.isfinite(values) & ~np.isfinite(cast)
-            else:  # integers: exact below 2**bits, checked one by one only above
-                bits = _exact_int_bits(target)
-                if source.itemsize * 8 <= bits or (
-                    values.min() >= -(2**bits) and values.max() <= 2**bits
-                ):
-                    return None
-                info = np.iinfo(source)
-                # Rounding up to 2**63 (2**64) leaves the integer range: astype back is undefined.
-                changed = (cast >= float(info.max) + 1) | (cast.astype(source) != values)
+        if target.kind == "f" and source.kind == "f":
+            changed = np.isfinite(values) & ~np.isfinite(values.astype(target))
+        elif target.kind == "f":  # integers: exact up to 2**bits in magnitude
+            bits = _exact_int_bits(target)
+            if source.itemsize * 8 <= bits or (
+                values.min() >= -(2**bits) and values.max() <= 2**bits
+            ):
+                return None
+            cast = values.astype(target)
+            # Rounding up to 2**63 (2**64) leaves the integer range: astype back is undefined.
+            changed = (cast >= float(np.iinfo(source).max) + 1) | (cast.astype(source) != values)
         elif target.kind == "b":
             changed = (values != 0) & (values != 1)
         elif source.kind == "f":  # to an integer dtype: whole and in range
@@ -60,7 +61,7 @@ def changed_by_cast(values: np.ndarray, cast: np.ndarray) -> np.ndarray | None:
                 ~np.isfinite(values)
                 | (values < float(info.min))
                 | (values >= float(info.max) + 1)
-                | (cast != values)
+                | (values.astype(target) != values)
             )
         else:  # integer to integer: in range (a wrapped value survives a round trip)
             info = np.iinfo(target)
@@ -71,10 +72,10 @@ def changed_by_cast(values: np.ndarray, cast: np.ndarray) -> np.ndarray | None:
     return np.flatnonzero(changed.ravel()) if changed.any() else None
 
 
-def cast_exactly(
+def check_cast(
     values: np.ndarray, dtype: np.dtype, where: str, advice: str, *, target: str | None = None
-) -> np.ndarray:
-    """``values`` as ``dtype``, refusing complex or non-numeric data and any changed value.
+) -> None:
+    """Refuse complex or non-numeric ``values``, or any that ``dtype`` would change.
 
     Parameters
     ----------
@@ -105,16 +106,23 @@ def cast_exactly(
             f"{where} holds {kind} values of dtype {values.dtype} (e.g. {shown!r}) where "
             f"{target} was expected. Streaming needs real numbers. {advice}"
         )
+    changed = changed_by_cast(values, dtype)
+    if changed is not None:
+        value = values.ravel()[changed[0]]
+        with np.errstate(over="ignore", invalid="ignore"):
+            becomes = np.asarray(value).astype(dtype)
+        raise SourceDataError(
+            f"{where}: {len(changed)} value(s) of dtype {values.dtype} do not fit {target} "
+            f"(e.g. {value.item()!r} would become {becomes.item()!r}). {advice}"
+        )
+
+
+def cast_exactly(
+    values: np.ndarray, dtype: np.dtype, where: str, advice: str, *, target: str | None = None
+) -> np.ndarray:
+    """``values`` as ``dtype``, after :func:`check_cast` (same parameters and errors)."""
+    check_cast(values, dtype, where, advice, target=target)
     if values.dtype == dtype:
         return values
     with np.errstate(over="ignore", invalid="ignore"):
-        cast = values.astype(dtype)
-    changed = changed_by_cast(values, cast)
-    if changed is not None:
-        first = changed[0]
-        raise SourceDataError(
-            f"{where}: {len(changed)} value(s) of dtype {values.dtype} do not fit {target} "
-            f"(e.g. {values.ravel()[first].item()!r} would become "
-            f"{cast.ravel()[first].item()!r}). {advice}"
-        )
-    return cast
+        return values.astype(dtype)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pymc.exceptions import InvalidSourceError, SourceDataError
-from pymc.streaming.casting import cast_exactly
+from pymc.streaming.casting import cast_exactly, check_cast
 
 __all__ = [
     "MAX_ROWS",
@@ -239,7 +239,7 @@ def _check_columns_fit(columns: list[tuple[object, np.ndarray]], where: str) -> 
         return  # one dtype, nothing cast; non-numeric data is refused as such later
     common = np.result_type(*dtypes)
     for name, values in columns:
-        cast_exactly(
+        check_cast(
             values,
             common,
             f"{where}: column {name!r}",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pymc.exceptions import SourceDataError
-from pymc.streaming.casting import cast_exactly
+from pymc.streaming.casting import check_cast
 from pymc.streaming.sources import Chunk, OutputSpec
 
 from pymc_extras.streaming.files import access_error, find_files, readable
@@ -139,14 +139,15 @@ def _matrix(table, names: Sequence[str], dtype: np.dtype, where: str) -> np.ndar
     for j, name in enumerate(names):
         values = columns.column(name).to_numpy(zero_copy_only=False)
         # Columns of other types share the matrix's dtype only where no value changes (int64
-        # above 2**53 beside a float column would be rounded): one vectorised check.
-        matrix[:, j] = cast_exactly(
+        # above 2**53 beside a float column would be rounded): checked by its extremes.
+        check_cast(
             values,
             dtype,
             f"{where}: column {name!r}",
             "Stream it as an output of its own (columns=[[...], 'name']), or store it in the "
             "file with a type that holds its values beside the other columns.",
         )
+        matrix[:, j] = values
     return matrix
 
 

@@ -279,7 +279,6 @@ class ParquetSource(BlockSource):
         if not in_file:
             yield from super().iter_block(index, rows)
             return
-        self._stamps.check(path)
         where = f"{path}, row group {group}"
         declared, decoded = self.block_rows[index], 0
         pending, buffered = [], 0
@@ -310,8 +309,8 @@ class ParquetSource(BlockSource):
                     # _count_decoded includes them: 8 MB less at the peak.
                     table = None
                     self._count_decoded(piece)
-                    # Decoded from the file as it was opened: one stat per piece, so that a
-                    # file rewritten under the read never mixes old rows with new ones.
+                    # Checked after decoding, one stat per piece: a file that changed before
+                    # or during the read never yields a piece, nor mixes old rows with new.
                     self._stamps.check(path)
                     yield piece
         except errors as error:
@@ -374,7 +373,6 @@ class ParquetSource(BlockSource):
 
     def read_block(self, index: int) -> Chunk:
         piece, path, group = self._blocks[index]
-        self._stamps.check(path)
         where = f"{path}, row group {group}"
         try:
             table = piece.to_table(
@@ -389,7 +387,7 @@ class ParquetSource(BlockSource):
             raise file_error(error, path, f"Reading {where} failed (corrupt file?)") from error
         if table.num_rows != self.block_rows[index]:
             self._raise_row_count(path, where, self.block_rows[index], table.num_rows)
-        self._stamps.check(path)  # the rows are the file's as it was opened
+        self._stamps.check(path)  # after the read: rows of a file that changed are not returned
         chunk = to_chunk(table, self._outputs, self.specs, where)
         table = None  # freed before it is counted, as in iter_block
         self._count_decoded(chunk)
@@ -465,7 +463,6 @@ class ArrowIPCSource(BlockSource):
         import pyarrow.ipc
 
         file, batch = self._blocks[index]
-        self._stamps.check(file)
         where = f"{file}, record batch {batch}"
         try:
             with pa.OSFile(file) as handle:
@@ -478,7 +475,7 @@ class ArrowIPCSource(BlockSource):
             raise file_error(
                 error, file, f"Reading {where} failed (corrupt or crafted file?)"
             ) from error
-        self._stamps.check(file)  # the rows are the file's as it was opened
+        self._stamps.check(file)  # after the read: rows of a file that changed are not returned
         if table.num_rows != self.block_rows[index]:
             raise SourceDataError(
                 f"{where} has {table.num_rows} rows, but had {self.block_rows[index]} when the "

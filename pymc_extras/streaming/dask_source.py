@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pymc.exceptions import InvalidSourceError, SourceDataError
-from pymc.streaming.casting import cast_exactly
+from pymc.streaming.casting import cast_exactly, check_cast
 from pymc.streaming.sources import BlockSource, Chunk, OutputSpec
 
 from pymc_extras.streaming.optional import import_optional
@@ -117,7 +117,7 @@ def _check_column(column, name, dtype: np.dtype, where: str) -> None:
     if own is not None and own == dtype:  # not `own == dtype`: np.dtype(None) is float64
         return
     values = column.to_numpy() if own is None else column.to_numpy(dtype=own)
-    cast_exactly(values, dtype, f"{where}: column {name!r}", _META_ADVICE)
+    check_cast(values, dtype, f"{where}: column {name!r}", _META_ADVICE)
 
 
 @dataclass(frozen=True)

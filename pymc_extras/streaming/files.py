@@ -146,7 +146,7 @@ _FOOTERS = {"parquet": (b"PAR1", 8), "arrow": (b"ARROW1", 10)}
 little-endian int32 length of the footer before the magic."""
 
 _REGIONS = {
-    "parquet": "first 64 KiB and footer (its row counts, offsets and statistics)",
+    "parquet": "footer (its row counts, offsets and column statistics)",
     "arrow": "first 64 KiB and footer (its schema and record batch offsets)",
     None: "first and last 64 KiB",
 }
@@ -162,32 +162,39 @@ class _Stamp:
     digest: bytes
 
 
-def _tail_bytes(file, size: int, layout: str | None) -> int:
-    """Bytes at the end of the file to digest: 64 KiB, or the whole footer if longer."""
-    if layout not in _FOOTERS:
-        return min(size, FINGERPRINT_BYTES)
+def _footer_bytes(file, size: int, layout: str) -> int | None:
+    """The length of the footer that ends the file, with its length and magic; None if none."""
     magic, tail = _FOOTERS[layout]
     if size < 2 * tail:
-        return min(size, FINGERPRINT_BYTES)
+        return None
     file.seek(size - tail)
     end = file.read(tail)
     length = int.from_bytes(end[:4], "little", signed=True)
     if not end.endswith(magic) or not 0 <= length <= size - 2 * tail:
-        return min(size, FINGERPRINT_BYTES)  # not a footer: corrupt, reported by the reader
-    return max(min(size, FINGERPRINT_BYTES), length + tail)
+        return None  # not a footer: a corrupt file, which its reader reports
+    return length + tail
 
 
 def _metadata_digest(path: str, size: int, layout: str | None) -> bytes:
     """A digest of the bytes of ``path`` that change when its data does, read cheaply.
 
-    The first :data:`FINGERPRINT_BYTES` (a header: .npy, HDF5's superblock, CSV's first rows)
-    and as many at the end, or the whole footer of a Parquet or Arrow IPC file when longer (its
-    row counts, offsets and, for Parquet, each column chunk's statistics).
+    A Parquet file: its footer, which pyarrow has just read (every column chunk's offsets,
+    sizes and statistics). An Arrow IPC file: its first :data:`FINGERPRINT_BYTES` and its
+    footer (its footer holds no statistics). Other files: their first and last
+    :data:`FINGERPRINT_BYTES` (a header: .npy, HDF5's superblock, CSV's first rows; and the
+    last rows).
     """
+    head = min(size, FINGERPRINT_BYTES)
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as file:
-        tail = _tail_bytes(file, size, layout)
-        for start, stop in [(0, min(size, FINGERPRINT_BYTES)), (size - tail, size)]:
+        footer = _footer_bytes(file, size, layout) if layout in _FOOTERS else None
+        if footer is None:
+            regions = [(0, head), (size - head, size)]
+        elif layout == "parquet":
+            regions = [(size - footer, size)]
+        else:
+            regions = [(0, head), (size - max(head, footer), size)]
+        for start, stop in regions:
             file.seek(start)
             while start < stop:
                 piece = file.read(min(stop - start, 1 << 20))
@@ -202,14 +209,15 @@ class FileStamps:
     """What the readers know of their files, to tell when one changes under a running stream.
 
     One mechanism for every file reader. For each file it keeps its identity (device and
-    inode), size, modification and status-change times, and a digest of its first and last
-    64 KiB, and of its whole footer for a Parquet or Arrow IPC file (``layout="parquet"`` or
-    ``"arrow"``). :meth:`check` costs one ``stat``: a file whose size or modification time
-    differ changed. One whose inode or status-change time differ (rewritten in place or
-    replaced, with its size and modification time set back) is digested again, and changed if
-    those bytes differ; otherwise (a ``chmod``, a hard link, an identical copy) it is the same
-    file, and the stamp is renewed. A rewrite that keeps the size, the modification time, both
-    ends and the footer (a Parquet footer holds every column chunk's statistics) is not seen.
+    inode), size, modification and status-change times, and a digest of the bytes that tell
+    its content cheaply: the footer of a Parquet file (``layout="parquet"``: every column
+    chunk's offsets, sizes and statistics), the first 64 KiB and the footer of an Arrow IPC
+    file (``layout="arrow"``), the first and last 64 KiB of others. :meth:`check` costs one
+    ``stat``: a file whose size or modification time differ changed. One whose inode or
+    status-change time differ (rewritten in place or replaced, with its size and modification
+    time set back) is digested again, and changed if those bytes differ; otherwise (a
+    ``chmod``, a hard link, an identical copy) it is the same file, and the stamp is renewed.
+    A rewrite that keeps the size, the modification time and every digested byte is not seen.
 
     Parameters
     ----------

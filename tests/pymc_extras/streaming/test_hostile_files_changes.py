@@ -64,7 +64,8 @@ def test_a_parquet_file_replaced_with_the_same_size_and_time_is_noticed(tmp_path
     with pytest.raises(
         SourceDataError,
         match=r"data\.parquet' was rewritten or replaced while it was being streamed: its size "
-        r"and modification time are as before, but its first 64 KiB and footer",
+        r"and modification time are as before, but its footer \(its row counts, offsets and "
+        r"column statistics\) differ",
     ):
         source.read_block(1)
 
