@@ -316,6 +316,9 @@ class ParquetSource(BlockSource):
         except errors as error:
             self._stamps.check(path)  # a file changed under the read is not corrupt
             raise file_error(error, path, f"Reading {where} failed (corrupt file?)") from error
+        except Exception:
+            self._stamps.check(path)  # e.g. a row group the file no longer has
+            raise
         finally:
             if handle is not None:
                 handle.close()
@@ -385,6 +388,9 @@ class ParquetSource(BlockSource):
         except arrow_errors() as error:
             self._stamps.check(path)  # a file changed under the read is not corrupt
             raise file_error(error, path, f"Reading {where} failed (corrupt file?)") from error
+        except Exception:
+            self._stamps.check(path)
+            raise
         if table.num_rows != self.block_rows[index]:
             self._raise_row_count(path, where, self.block_rows[index], table.num_rows)
         self._stamps.check(path)  # after the read: rows of a file that changed are not returned
@@ -475,6 +481,9 @@ class ArrowIPCSource(BlockSource):
             raise file_error(
                 error, file, f"Reading {where} failed (corrupt or crafted file?)"
             ) from error
+        except Exception:
+            self._stamps.check(file)  # e.g. a record batch the file no longer has
+            raise
         self._stamps.check(file)  # after the read: rows of a file that changed are not returned
         if table.num_rows != self.block_rows[index]:
             raise SourceDataError(

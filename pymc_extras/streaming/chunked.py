@@ -132,7 +132,10 @@ class ChunkedArraySource(Source):
         for output, label in enumerate(self._labels):
             try:
                 part = self._read_rows(output, start, stop)
-            except (MemoryError, StreamingError):
+            except MemoryError:
+                raise
+            except StreamingError:
+                self._stamps.check()  # a file cut short by a change is named as changed
                 raise
             except Exception as error:
                 clear = access_error(error, self._file_of(output) or label)
