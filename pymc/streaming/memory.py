@@ -97,8 +97,8 @@ def _cgroup_mounts(mounts: list[str], version: str) -> list[tuple[str, str]]:
     """
     found = []
     for line in mounts:
-        fields, _, tail = line.partition(" - ")
-        fields, tail = fields.split(), tail.split()
+        before, _, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
         if len(fields) < 5 or len(tail) < 3 or tail[0] != version:
             continue
         if version == "cgroup" and "memory" not in tail[2].split(","):

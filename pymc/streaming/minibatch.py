@@ -72,7 +72,7 @@ def _check_num_rows(source) -> int | None:
         raise SourceDataError(
             f"The source ({source!r}) has no rows. Check the files or data it reads."
         )
-    if rows > MAX_ROWS:
+    if int(rows) > MAX_ROWS:
         raise SourceDataError(
             f"The source ({source!r}) reports num_rows={rows:,}, more than 2**53 = "
             f"{MAX_ROWS:,}: the likelihood's scale, num_rows / batch_size, would lose "
@@ -88,7 +88,7 @@ def _check_count(name: str, value, *, minimum: int, maximum: int | None = None) 
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}.")
-    if maximum is not None and value > maximum:
+    if maximum is not None and int(value) > maximum:
         raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}.")
     return int(value)
 
