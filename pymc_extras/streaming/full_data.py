@@ -23,6 +23,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from pymc.data_feed.guard import values_read_by
 from pymc.exceptions import StreamingNotSupportedError
 from pymc.model import Model, modelcontext
 from pymc.pytensorf import compile, join_nonshared_inputs
@@ -132,7 +133,8 @@ def _logp_terms(model: Model, data, *, jacobian: bool) -> tuple[list[Variable], 
     """The summed logp term of each variable and potential, and whether it reads the data."""
     variables = model.free_RVs + model.observed_RVs + model.potentials
     terms = [pt.sum(term) for term in model.logp(variables, jacobian=jacobian, sum=False)]
-    reads = [any(v in data for v in ancestors([term])) for term in terms]
+    # What reads only the data's shape (shape=X_mb.shape[1]) does not read the data.
+    reads = [any(v in data for v in values_read_by([term])) for term in terms]
     for rv, term_reads in zip(model.free_RVs, reads):
         if term_reads:
             raise StreamingNotSupportedError(
