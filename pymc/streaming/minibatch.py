@@ -16,13 +16,13 @@
 import itertools
 import math
 import numbers
-import os
 
 import numpy as np
 
 from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
-from pymc.streaming.sources import as_source
+from pymc.streaming.memory import memory_limit
+from pymc.streaming.sources import MAX_ROWS, as_source
 from pymc.streaming.stream import Stream, StreamBuffer
 
 __all__ = ["DEFAULT_PREFETCH", "check_streaming_options", "streaming_minibatch"]
@@ -33,16 +33,9 @@ DEFAULT_PREFETCH = 16
 _stream_numbers = itertools.count()
 
 MEMORY_FRACTION = 0.5
-"""Prefetched batches or a shuffle window may take at most this share of the machine's memory:
-beyond it, ``pm.Minibatch`` refuses the option rather than let the fit grow into a MemoryError."""
-
-
-def _physical_memory() -> int | None:
-    """Bytes of memory of this machine, when the system says."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
+"""Prefetched batches or a shuffle window may take at most this share of the memory this
+process may use (:func:`pymc.streaming.memory.memory_limit`): beyond it, ``pm.Minibatch``
+refuses the option rather than let the fit grow into a MemoryError or the kernel's OOM killer."""
 
 
 def _bytes(count: float) -> str:
@@ -54,13 +47,14 @@ def _bytes(count: float) -> str:
 
 
 def _check_memory(option: str, value: int, held: int, what: str, advice: str) -> None:
-    """Refuse an option whose memory, ``held`` bytes, could never fit in this machine."""
-    memory = _physical_memory()
+    """Refuse an option whose memory, ``held`` bytes, could never fit in this process."""
+    memory = memory_limit()
     if memory is None or held <= MEMORY_FRACTION * memory:
         return
     raise ValueError(
         f"{option}={value:,} would hold {what} ({_bytes(held)}), more than half of this "
-        f"machine's memory ({_bytes(memory)}). {advice}"
+        f"process's memory ({_bytes(memory)}: the least of the machine's memory, its cgroup's "
+        f"limit and its address-space limit, ulimit -v). {advice}"
     )
 
 
@@ -78,15 +72,24 @@ def _check_num_rows(source) -> int | None:
         raise SourceDataError(
             f"The source ({source!r}) has no rows. Check the files or data it reads."
         )
+    if int(rows) > MAX_ROWS:
+        raise SourceDataError(
+            f"The source ({source!r}) reports num_rows={rows:,}, more than 2**53 = "
+            f"{MAX_ROWS:,}: the likelihood's scale, num_rows / batch_size, would lose "
+            "precision in float64 (or overflow int64 and change sign). No real dataset is that "
+            "large: the count the source read or was given is corrupt or crafted."
+        )
     source.num_rows = int(rows)  # numpy integers too, which total_size cannot take
     return source.num_rows
 
 
-def _check_count(name: str, value, *, minimum: int) -> int:
+def _check_count(name: str, value, *, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    if maximum is not None and int(value) > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}.")
     return int(value)
 
 
@@ -187,7 +190,8 @@ def streaming_minibatch(
     if prefetch is not None:
         prefetch = _check_count("prefetch", prefetch, minimum=0)
     if total_size is not None:
-        total_size = _check_count("total_size", total_size, minimum=1)
+        # Above 2**53 rows the scale total_size / batch_size loses precision in float64.
+        total_size = _check_count("total_size", total_size, minimum=1, maximum=MAX_ROWS)
     seed = _seed_of(random_seed)
     source = as_source(*sources)
     _check_num_rows(source)
