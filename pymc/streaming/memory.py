@@ -17,7 +17,12 @@ import os
 
 from pathlib import Path
 
-__all__ = ["memory_limit"]
+__all__ = ["MEMORY_FRACTION", "check_memory", "memory_limit"]
+
+MEMORY_FRACTION = 0.5
+"""An option may hold at most this share of the memory this process may use
+(:func:`memory_limit`): beyond it, it is refused before a fit starts, rather than let the fit
+grow into a MemoryError or the kernel's OOM killer."""
 
 _PROC_CGROUP = "/proc/self/cgroup"
 _PROC_MOUNTINFO = "/proc/self/mountinfo"
@@ -47,6 +52,33 @@ def memory_limit() -> int | None:
     limits = [_physical_memory(), _cgroup_limit(), _address_space_limit()]
     known = [limit for limit in limits if limit is not None and limit > 0]
     return min(known) if known else None
+
+
+def check_memory(option: str, value: int, held: int, what: str, advice: str) -> None:
+    """Refuse an option whose memory, ``held`` bytes, could never fit in this process.
+
+    Raises
+    ------
+    ValueError
+        If ``held`` exceeds :data:`MEMORY_FRACTION` of :func:`memory_limit`, naming the
+        option, its value, what it would hold and its bytes, then ``advice``.
+    """
+    memory = memory_limit()
+    if memory is None or held <= MEMORY_FRACTION * memory:
+        return
+    raise ValueError(
+        f"{option}={value:,} would hold {what} ({_bytes(held)}), more than half of this "
+        f"process's memory ({_bytes(memory)}: the least of the machine's memory, its cgroup's "
+        f"limit and its address-space limit, ulimit -v). {advice}"
+    )
+
+
+def _bytes(count: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
+        count /= 1000
+    raise AssertionError  # pragma: no cover
 
 
 def _physical_memory() -> int | None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
-from pymc.streaming.memory import memory_limit
+from pymc.streaming.memory import check_memory
 from pymc.streaming.sources import MAX_ROWS, as_source
 from pymc.streaming.stream import Stream, StreamBuffer
 
@@ -31,31 +31,6 @@ DEFAULT_PREFETCH = 16
 """Batches prepared ahead by the background reader: 16 × 256 rows × 10 float64 ≈ 330 kB."""
 
 _stream_numbers = itertools.count()
-
-MEMORY_FRACTION = 0.5
-"""Prefetched batches or a shuffle window may take at most this share of the memory this
-process may use (:func:`pymc.streaming.memory.memory_limit`): beyond it, ``pm.Minibatch``
-refuses the option rather than let the fit grow into a MemoryError or the kernel's OOM killer."""
-
-
-def _bytes(count: float) -> str:
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if count < 1000 or unit == "TB":
-            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1000
-    raise AssertionError  # pragma: no cover
-
-
-def _check_memory(option: str, value: int, held: int, what: str, advice: str) -> None:
-    """Refuse an option whose memory, ``held`` bytes, could never fit in this process."""
-    memory = memory_limit()
-    if memory is None or held <= MEMORY_FRACTION * memory:
-        return
-    raise ValueError(
-        f"{option}={value:,} would hold {what} ({_bytes(held)}), more than half of this "
-        f"process's memory ({_bytes(memory)}: the least of the machine's memory, its cgroup's "
-        f"limit and its address-space limit, ulimit -v). {advice}"
-    )
 
 
 def _check_num_rows(source) -> int | None:
@@ -209,7 +184,7 @@ def streaming_minibatch(
             "batch_size of at most the number of rows."
         )
     row_bytes = sum(spec.dtype.itemsize * math.prod(spec.row_shape) for spec in source.specs)
-    _check_memory(
+    check_memory(
         "prefetch",
         prefetch,
         prefetch * batch_size * row_bytes,
@@ -217,7 +192,7 @@ def streaming_minibatch(
         "Use a smaller prefetch: the default, 16, keeps the reader ahead of the fit.",
     )
     window_rows = min(shuffle_buffer, rows if rows is not None else shuffle_buffer)
-    _check_memory(
+    check_memory(
         "shuffle_buffer",
         shuffle_buffer,
         window_rows * (8 if source.gathers_rows else row_bytes),

@@ -46,6 +46,7 @@ from pytensor.tensor.random.type import RandomType
 
 from pymc.data_feed import DataFeed, FedSharedVariable, MultiStepFunction, feeding_data
 from pymc.pytensorf import collect_default_updates, compile, reseed_rngs
+from pymc.streaming.memory import check_memory
 
 __all__ = [
     "BlockBuffer",
@@ -207,6 +208,12 @@ def compile_steps(
     random_seed, mode, **kwargs
         As for :func:`pymc.pytensorf.compile`; the random generators are seeded as it seeds
         them for the one-step function, so both draw the same numbers.
+
+    Raises
+    ------
+    ValueError
+        If a block of ``steps_per_call`` batches would take more than half of the memory this
+        process may use (:func:`pymc.streaming.memory.memory_limit`).
     """
     single = isinstance(outputs, Variable)
     outs = [outputs] if single else list(outputs)  # type: ignore[arg-type]
@@ -236,6 +243,14 @@ def compile_steps(
         clones.setdefault(id(var.container), []).append(var)
     readers = list(clones.values())
     steps = _choose_steps_per_call(steps_per_call, [group[0] for group in readers], get_mode(mode))
+    step_bytes = sum(np.asarray(group[0].get_value(borrow=True)).nbytes for group in readers)
+    check_memory(
+        "steps_per_call",
+        steps,
+        steps * step_bytes,
+        f"a block of {steps:,} batches of fed data, read and held at once",
+        'Use a smaller steps_per_call: "auto" keeps a block within 8 MiB.',
+    )
     unupdated_rng = any(
         isinstance(var, SharedVariable) and isinstance(var.type, RandomType) and var not in new
         for var in graph

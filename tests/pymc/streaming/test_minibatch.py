@@ -212,9 +212,9 @@ def test_a_row_count_whose_scale_float64_cannot_hold_is_refused(rows):
 
 
 def test_the_memory_guards_use_the_memory_this_process_may_use(monkeypatch):
-    from pymc.streaming import minibatch
+    from pymc.streaming import memory
 
-    monkeypatch.setattr(minibatch, "memory_limit", lambda: 10**6)  # e.g. a 1 MB cgroup
+    monkeypatch.setattr(memory, "memory_limit", lambda: 10**6)  # e.g. a 1 MB cgroup
     with pytest.raises(
         ValueError,
         match=r"prefetch=16 would hold .* \(1\.3 MB\), more than half of this process's memory "

@@ -452,3 +452,12 @@ def test_steps_per_call_is_chosen_from_the_backend_and_the_batch_bytes(
         strict=False,
     )
     assert _choose_steps_per_call(request_, [fed], get_mode(mode)) == expected
+
+
+def test_a_block_that_could_not_fit_in_memory_is_refused_before_it_is_read():
+    # 100,000 batches of 40 rows of 3 float64 and more: 100+ MB; refused against a 64 MB limit.
+    model, _ = regression()
+    with model, pytest.MonkeyPatch.context() as patch:
+        patch.setattr("pymc.streaming.memory.memory_limit", lambda: 64 * 2**20)
+        with pytest.raises(ValueError, match=r"steps_per_call=100,000 would hold a block"):
+            pm.fit(10, progressbar=False, steps_per_call=100_000)
