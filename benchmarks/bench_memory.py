@@ -31,6 +31,8 @@ import, which ArviZ and PyTensor take as "not installed").
     ``pristine_arviz_base`` measures a change proposed to pymc-extras: pristine, with
     ``pathfinder/idata.py`` importing ``arviz_base`` instead of the ``arviz`` meta-package
     (which imports ArviZ's plotting stack and matplotlib for one ``from_dict``).
+    ``fork_arviz_lazy`` estimates the change proposed to pymc-extras to import ArviZ only where
+    it is used, as PyMC 6 does: the fork with empty stand-ins for the ArviZ packages.
 ``fit``
     The process's peak resident memory (``VmHWM``) and peak anonymous memory (sampled every
     20 ms) through ``pm.fit`` at its defaults (ADVI, batches of 1,024) of a linear regression of
@@ -38,7 +40,9 @@ import, which ArviZ and PyTensor take as "not installed").
     (``pm.Minibatch``), as many steps as one epoch of the large file; the floor that PyMC, the
     imports and compiling the step take without any data. ``fork_floor``: the same script on the
     fork. ``parquet_<rows>``: the fork streams one epoch of a Parquet file of ``rows`` rows
-    (``ParquetSource``, ``pm.Minibatch(..., streaming=True)``, default options). Figures before
+    (``ParquetSource``, ``pm.Minibatch(..., streaming=True)``, default options);
+    ``_arviz_lazy`` the large file's fit with the stand-ins for ArviZ (a fit never calls
+    ArviZ, and JAX then stays unimported, so the mode makes no difference there). Figures before
     the fit (imports and model) and the fit's wall time, compilation included, come with each.
     Each fit first runs once for 300 steps, so that all of them load their compiled step from
     PyTensor's caches.
@@ -228,6 +232,26 @@ def _proposed_path(workdir: Path) -> str | None:
     return path
 
 
+_STAND_IN = """def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return type(name, (), {})
+"""
+
+
+def _arviz_stand_ins(workdir: Path) -> str:
+    """Empty ``arviz``, ``arviz_base`` and ``arviz_stats`` packages; a ``PYTHONPATH`` of them.
+
+    Importing them imports nothing, as if pymc-extras imported ArviZ only where it uses it, as
+    PyMC 6 does (the change proposed to pymc-extras): a fit never calls ArviZ.
+    """
+    for package in ("arviz", "arviz_base", "arviz_stats"):
+        (workdir / package).mkdir(parents=True)
+        (workdir / package / "__init__.py").write_text(_STAND_IN)
+    (workdir / "arviz_stats" / "accessors.py").write_text("")
+    return str(workdir)
+
+
 def _median(runs: list[dict], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
@@ -262,6 +286,7 @@ def _imports(envs: dict[str, dict], repetitions: int) -> dict:
 
 
 def _fits(envs: dict[str, dict], paths: dict[str, Path], rows: int) -> dict:
+    """The fits; ``envs`` has "pristine", "fork" and "fork_arviz_lazy"."""
     # Warm-ups: PyTensor's and Numba's caches then hold what each fit compiles, on both sides,
     # so no figure includes compiling from scratch (which peaks 100-200 MB higher).
     # The number of rows is a constant of the compiled graph (the likelihood's scaling), so
@@ -278,6 +303,9 @@ def _fits(envs: dict[str, dict], paths: dict[str, Path], rows: int) -> dict:
     }
     for label, path in paths.items():
         out[f"parquet_{label}"] = _run_child(["--child-fit", str(path), "0", "0"], envs["fork"])
+    label, path = list(paths.items())[-1]
+    lazy = _run_child(["--child-fit", str(path), "0", "0"], envs["fork_arviz_lazy"])
+    out[f"parquet_{label}_arviz_lazy"] = lazy
     small, large = (out[f"parquet_{label}"]["peak_rss_mb"] for label in paths)
     floor = out["pristine_floor"]["peak_rss_mb"]
     out["large_over_pristine_floor_mb"] = large - floor
@@ -330,12 +358,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         pristine = {"PYTHONPATH": _pristine_path(Path(workdir) / "pristine")}
         proposed = _proposed_path(Path(workdir) / "proposed")
+        stand_ins = {"PYTHONPATH": _arviz_stand_ins(Path(workdir) / "stand_ins")}
         for mode, env in modes.items():
             envs = {"pristine": {**env, **pristine}, "fork": env}
             proposal = {"pristine_arviz_base": {**env, "PYTHONPATH": proposed}} if proposed else {}
+            lazy = {"fork_arviz_lazy": {**env, **stand_ins}}
             result[mode] = {
-                "import": _imports(envs | proposal, repetitions),
-                "fit": _fits(envs, paths, max(sizes.values())),
+                "import": _imports(envs | proposal | lazy, repetitions),
+                "fit": _fits(envs | lazy, paths, max(sizes.values())),
             }
     large = f"parquet_{list(sizes)[-1]}"
     targets: dict = {}
