@@ -28,7 +28,7 @@ from pymc.exceptions import StreamingNotSupportedError
 
 import pymc_extras as pmx
 
-from pymc_extras.inference.pathfinder import multipath, streaming
+from pymc_extras.inference.pathfinder import streaming
 from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
 from pymc_extras.inference.pathfinder.single_path import make_single_pathfinder_fn
 
@@ -137,12 +137,14 @@ def test_paths_share_every_pass(monkeypatch):
     """Each pass answers one request of every path still running: a run reads the data about
     as many times as its longest path makes requests, far fewer than all paths together."""
     made = []
+    provider = streaming.full_data_pathfinder
 
     def remember(*args, **kwargs):
-        made.append(streaming.full_data_pathfinder(*args, **kwargs))
+        made.append(provider(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(multipath, "full_data_pathfinder", remember)
+    # multipath_pathfinder imports the provider when it is called.
+    monkeypatch.setattr(streaming, "full_data_pathfinder", remember)
     model, chunked = streaming_model("hierarchical")
     chunked.cuts = [1000]
     passes = chunked.passes
