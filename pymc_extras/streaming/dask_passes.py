@@ -31,7 +31,7 @@ from pymc.streaming.sources import Chunk, Source
 from pytensor.graph.basic import Variable
 from pytensor.tensor.type import TensorType
 
-from pymc_extras.streaming.arrow_files import PARQUET_DECODE_ROWS, PARQUET_READ_BUFFER_BYTES
+from pymc_extras.streaming.dask_recipes import ParquetPieces, Recipe, recipes
 from pymc_extras.streaming.passes import PASS_CHUNK_ROWS, data_chunks, split_chunk
 
 __all__ = [
@@ -157,7 +157,7 @@ class _Shipped:
         return len(chunk[0]), self._partial(inputs, split_chunk(chunk, self.rows), index, first_row)
 
     def run_pieces(
-        self, inputs: Any, index: int, first_row: int, pieces: "_ParquetPieces"
+        self, inputs: Any, index: int, first_row: int, pieces: ParquetPieces
     ) -> tuple[int, Any]:
         """Partition ``index``, read and evaluated a piece of ``rows`` rows at a time."""
         read = 0
@@ -186,125 +186,11 @@ class _Shipped:
             return self._kernel.partial(inputs, chunks, first_row=first_row, first=index == 0)
 
 
-class _ParquetPieces:
-    """How to read a partition that is whole row groups of one Parquet file, in pieces.
-
-    ``dask.dataframe.read_parquet`` computes such a partition in one task that reads its row
-    groups whole: a 1M-row file of 11 float64 columns holds some 250 MB in pyarrow's pool at
-    its peak, and then a DataFrame of 88 MB. Read a piece of ``rows`` rows at a time instead
-    (``ParquetFile.iter_batches``), the partition costs a worker one piece (5 MB for 65,536
-    rows) and pyarrow's read buffers. Each piece is the DataFrame that the task would have
-    computed, cut to those rows: the same columns, dtypes and values.
-    """
-
-    __slots__ = ("columns", "fs", "path", "row_groups")
-
-    def __init__(self, fs: Any, path: str, row_groups: list[int] | None, columns: list[str]):
-        self.fs, self.path, self.row_groups, self.columns = fs, path, row_groups, columns
-
-    def frames(self, rows: int) -> Generator[Any]:
-        import pyarrow.parquet as pq
-
-        with self.fs.open(self.path, "rb") as handle:
-            file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER_BYTES)
-            batches = file.iter_batches(
-                batch_size=min(rows, PARQUET_DECODE_ROWS),
-                row_groups=self.row_groups,
-                columns=self.columns,
-                use_threads=False,
-            )
-            for batch in batches:
-                yield batch.to_pandas()
-
-
-def _parquet_pieces(graph: dict, keys: list) -> _ParquetPieces | None:
-    """The partition as :class:`_ParquetPieces`, if its graph is one plain read of Parquet.
-
-    That is one task of ``dask.dataframe.read_parquet``'s own Parquet function, on row groups
-    of one file, with neither filters, nor partition values from folder names, nor an index,
-    nor categories: its DataFrame is then the file's columns, row for row. Any other graph
-    (or a Dask version whose reader differs) is computed by Dask itself.
-    """
-    try:
-        from dask.dataframe.io.parquet.core import ParquetFunctionWrapper
-    except ImportError:
-        return None
-    if len(graph) != 1 or len(keys) != 1:
-        return None
-    [task] = graph.values()
-    read, args = getattr(task, "func", None), getattr(task, "args", ())
-    if not isinstance(read, ParquetFunctionWrapper) or len(args) != 1 or task.kwargs:
-        return None
-    part = args[0][0] if isinstance(args[0], list) and len(args[0]) == 1 else args[0]
-    if not isinstance(part, dict) or set(part) - {"piece", "kwargs"} or part.get("kwargs"):
-        return None
-    path, row_groups, partition_keys = part["piece"]
-    options = read.common_kwargs
-    plain = not (partition_keys or read.index or read.dtype_backend)
-    plain = plain and not any(options.get(k) for k in ("filters", "categories", "dtype_backend"))
-    if not plain or not isinstance(path, str) or not read.columns:
-        return None
-    return _ParquetPieces(read.fs, path, row_groups, list(read.columns))
-
-
-class _Recipe:
-    """How to compute one partition (the part of its collections' graph it needs), in a task.
-
-    A plain object, so that Dask hands it to the task as it is instead of computing it first:
-    the task computes the partition itself, with Dask's synchronous scheduler, and evaluates
-    it at once. A partition then never leaves the worker that reads it, which is not so when
-    it is a task of its own: the scheduler may run the evaluation on the other worker and send
-    the partition there (to balance the load), which moves rows.
-    """
-
-    __slots__ = ("graph", "keys")
-
-    def __init__(self, graph: dict, keys: list):
-        self.graph, self.keys = graph, keys
-
-    def compute(self) -> Sequence:
-        from dask.local import get_sync
-
-        return get_sync(self.graph, self.keys)
-
-
-def _recipes(partitions: list[tuple]) -> list[tuple]:
-    """The arguments that give each partition in a task, one tuple per partition.
-
-    A :class:`_Recipe` when the partition's graph is self-contained (files to read, data to
-    generate); else the ``Delayed`` objects themselves: a persisted collection's partitions are
-    in the cluster's memory already, and Dask runs their tasks where they are.
-    """
-    from dask.optimization import cull
-    from distributed import Future
-
-    graph: dict = {}
-    seen: set[int] = set()
-    for parts in partitions:
-        for part in parts:
-            part_graph = part.__dask_graph__()
-            if id(part_graph) not in seen:  # the partitions of a collection share one graph
-                seen.add(id(part_graph))
-                graph.update(part_graph)
-    arguments = []
-    for parts in partitions:
-        keys = [part.key for part in parts]
-        needed, dependencies = cull(graph, keys)
-        # A persisted partition is a Future in the graph: its data is on a worker already.
-        held = any(isinstance(node, Future) for node in needed.values())
-        held = held or any(d not in needed for deps in dependencies.values() for d in deps)
-        if held:
-            arguments.append(tuple(parts))
-        else:
-            arguments.append((_parquet_pieces(needed, keys) or _Recipe(needed, keys),))
-    return arguments
-
-
 def _run_partition(shipped: _Shipped, inputs: Any, index: int, first_row: int, *computed) -> Any:
     """One task of a pass on a cluster: partition ``index``, computed and evaluated here."""
-    if len(computed) == 1 and isinstance(computed[0], _ParquetPieces):
+    if len(computed) == 1 and isinstance(computed[0], ParquetPieces):
         return shipped.run_pieces(inputs, index, first_row, computed[0])
-    if len(computed) == 1 and isinstance(computed[0], _Recipe):
+    if len(computed) == 1 and isinstance(computed[0], Recipe):
         computed = tuple(computed[0].compute())
     return shipped.run(inputs, index, first_row, computed)
 
@@ -324,10 +210,13 @@ class PassRunner:
     :class:`~pymc_extras.streaming.dask_source.DaskSource` with a ``distributed.Client``
     (:func:`cluster_of`), the pass is a map over the partitions: each task computes a
     partition on a worker, converts it to arrays there and hands it to the pass object in
-    chunks of at most ``rows`` rows; only the pass object (sent once to each worker, and loaded
+    chunks of at most ``rows`` rows; a partition that is a plain read of Parquet row groups
+    (``dask.dataframe.read_parquet`` without filters) is read a piece at a time as it is
+    evaluated, instead of whole. Only the pass object (sent once to each worker, and loaded
     there once), the inputs of the pass and the partial results travel. Over any other source
-    the pass reads :func:`~pymc_extras.streaming.passes.data_chunks` here. Either way, the
-    partial results come back in the order of the data.
+    the pass reads :func:`~pymc_extras.streaming.passes.data_chunks` here, a thread reading
+    ahead while the pass object evaluates. Either way, the partial results come back in the
+    order of the data, and every pass must read the rows the source declares.
 
     Faults on a cluster: a task whose worker dies is run again elsewhere by Dask (up to
     ``distributed.scheduler.allowed-failures`` times), so the result is unchanged; past that,
@@ -345,8 +234,9 @@ class PassRunner:
     placeholders : sequence of Variable
         One per output of the source: the chunks are cast to their dtypes.
     rows : int, default PASS_CHUNK_ROWS
-        Most rows in one chunk handed to ``kernel`` (65,536). A worker holds its partition
-        whole (as Dask computes it) and hands it over in views of this many rows.
+        Most rows in one chunk handed to ``kernel`` (65,536). A worker reads a plain Parquet
+        partition in pieces of at most this many rows (16,384 at a time); it holds any other
+        partition whole, as Dask computes it, and hands it over in views of this many rows.
     num_rows : int, optional
         The rows every pass must read: by default the source's own count
         (``source.num_rows``), else the rows of the first complete pass.
@@ -462,7 +352,7 @@ class PassRunner:
         run = dask.delayed(_run_partition, pure=False)
         tag = f"full-data-pass-{uuid.uuid4().hex[:12]}"  # the name its tasks show in Dask
         if self._recipes is None:
-            self._recipes = _recipes(source.partitions())
+            self._recipes = recipes(source.partitions())
         tasks = [
             run(shipped, inputs_future, index, starts[index], *parts, dask_key_name=(tag, index))
             for index, parts in enumerate(self._recipes)

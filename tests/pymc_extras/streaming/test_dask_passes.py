@@ -237,19 +237,19 @@ def test_parquet_partitions_are_read_in_pieces_by_the_task_that_evaluates_them(f
     DataFrame Dask would compute; any other graph is left to Dask."""
     import pandas as pd
 
-    from pymc_extras.streaming.dask_passes import _ParquetPieces, _Recipe, _recipes
+    from pymc_extras.streaming.dask_recipes import ParquetPieces, Recipe, recipes
 
-    recipes = _recipes(here(frame(files)).partitions())
-    assert all(isinstance(recipe, _ParquetPieces) for (recipe,) in recipes)
-    pieces = list(recipes[1][0].frames(700))
+    planned = recipes(here(frame(files)).partitions())
+    assert all(isinstance(recipe, ParquetPieces) for (recipe,) in planned)
+    pieces = list(planned[1][0].frames(700))
     assert [len(piece) for piece in pieces] == [700, 700, 600]
     whole = frame(files).partitions[1].compute()
     pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), whole)
     filtered = dd.read_parquet(files, columns=[*FEATURES, "y"], filters=[("y", ">", -100)])
     series = frame(files)["y"]
     for other in (filtered, series):
-        [(recipe,), *_] = _recipes([(part,) for part in other.to_delayed()])
-        assert isinstance(recipe, _Recipe)
+        [(recipe,), *_] = recipes([(part,) for part in other.to_delayed()])
+        assert isinstance(recipe, Recipe)
 
 
 def test_a_partition_read_in_pieces_with_other_rows_than_declared_is_refused(client, files):
