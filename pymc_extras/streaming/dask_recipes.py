@@ -67,10 +67,13 @@ def _parquet_pieces(graph: dict, keys: list) -> ParquetPieces | None:
     if len(graph) != 1 or len(keys) != 1:
         return None
     [task] = graph.values()
-    read, args = getattr(task, "func", None), getattr(task, "args", ())
+    read = getattr(task, "func", None)
+    args: tuple = tuple(getattr(task, "args", ()))
     if not isinstance(read, ParquetFunctionWrapper) or len(args) != 1 or task.kwargs:
         return None
-    part = args[0][0] if isinstance(args[0], list) and len(args[0]) == 1 else args[0]
+    [part] = args
+    if isinstance(part, list) and len(part) == 1:
+        [part] = part
     if not isinstance(part, dict) or set(part) - {"piece", "kwargs"} or part.get("kwargs"):
         return None
     path, row_groups, partition_keys = part["piece"]

@@ -15,11 +15,10 @@
 
 import numbers
 
-from contextlib import nullcontext
-
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytensor
@@ -300,11 +299,11 @@ class FullDataLogp:
         pass_mode.pass_mode`: on Numba, the code releases the GIL while it runs, so that the
         reader thread decodes meanwhile.
         """
-        grad = pytensor.grad(logp, x, disconnected_inputs="ignore")
+        grad = cast(Variable, pytensor.grad(logp, x, disconnected_inputs="ignore"))
         grad_points, value_points = (pt.matrix(name, dtype=x.dtype) for name in ("g", "v"))
         outputs = [
             *vectorize_graph([logp, grad], replace={x: grad_points}),
-            vectorize_graph(logp, replace={x: value_points}),
+            cast(Variable, vectorize_graph(logp, replace={x: value_points})),
         ]
         options = {"on_unused_input": "ignore", **compile_kwargs}
         options["mode"] = pass_mode(options.get("mode"))

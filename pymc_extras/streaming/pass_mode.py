@@ -15,8 +15,10 @@
 
 import types
 
+from typing import cast
+
 from pytensor.compile.mode import Mode, get_mode
-from pytensor.graph.basic import Apply
+from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.link.numba.linker import NumbaLinker
@@ -39,15 +41,16 @@ def pass_mode(mode: Mode | str | None = None) -> Mode:
     unary operation where the graph selected between two of its outputs, and releasing the GIL
     changes only the wrapper that Numba puts around the compiled code.
     """
-    mode = get_mode(mode).register((in2out(local_lift_switch), _LIFT_POSITION))
-    if type(mode.linker) is not NumbaLinker:
+    lifting = cast(Mode, get_mode(mode)).register((in2out(local_lift_switch), _LIFT_POSITION))
+    lifting = cast(Mode, lifting)
+    if type(lifting.linker) is not NumbaLinker:
         # JAX releases the GIL during its calls already; the C and Python backends call
         # their operations from Python.
-        return mode
+        return lifting
     linker = _NumbaLinkerReleasingGIL(
-        allow_gc=mode.linker.allow_gc, schedule=getattr(mode.linker, "_scheduler", None)
+        allow_gc=lifting.linker.allow_gc, schedule=getattr(lifting.linker, "_scheduler", None)
     )
-    return Mode(linker=linker, optimizer=mode.provided_optimizer, db=mode.optdb)
+    return Mode(linker=linker, optimizer=lifting.provided_optimizer, db=lifting.optdb)
 
 
 @node_rewriter([Elemwise])
@@ -82,7 +85,7 @@ def local_lift_switch(fgraph: FunctionGraph, node: Apply):
     if any(len(fgraph.clients[branch]) != 1 for branch in (left, right)):
         return None
     selected = node.op(condition, a, b)
-    lifted = op(selected)
+    lifted = cast(Variable, op(selected))
     if lifted.type.dtype != node.outputs[0].type.dtype:
         return None
     if lifted.type.broadcastable != node.outputs[0].type.broadcastable:
