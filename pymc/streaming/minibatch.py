@@ -19,9 +19,9 @@ import numbers
 
 import numpy as np
 
+from pymc.data_feed.memory import check_memory
 from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
-from pymc.streaming.memory import check_memory
 from pymc.streaming.sources import MAX_ROWS, as_source
 from pymc.streaming.stream import Stream, StreamBuffer
 

@@ -45,8 +45,8 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.type import RandomType
 
 from pymc.data_feed import DataFeed, FedSharedVariable, MultiStepFunction, feeding_data
+from pymc.data_feed.memory import check_memory
 from pymc.pytensorf import collect_default_updates, compile, reseed_rngs
-from pymc.streaming.memory import check_memory
 
 __all__ = [
     "BlockBuffer",
@@ -213,7 +213,7 @@ def compile_steps(
     ------
     ValueError
         If a block of ``steps_per_call`` batches would take more than half of the memory this
-        process may use (:func:`pymc.streaming.memory.memory_limit`).
+        process may use (:func:`pymc.data_feed.memory.memory_limit`).
     """
     single = isinstance(outputs, Variable)
     outs = [outputs] if single else list(outputs)  # type: ignore[arg-type]

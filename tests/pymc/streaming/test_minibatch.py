@@ -212,7 +212,7 @@ def test_a_row_count_whose_scale_float64_cannot_hold_is_refused(rows):
 
 
 def test_the_memory_guards_use_the_memory_this_process_may_use(monkeypatch):
-    from pymc.streaming import memory
+    from pymc.data_feed import memory
 
     monkeypatch.setattr(memory, "memory_limit", lambda: 10**6)  # e.g. a 1 MB cgroup
     with pytest.raises(

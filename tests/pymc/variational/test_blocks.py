@@ -188,7 +188,7 @@ def test_auto_runs_blocks_without_callbacks_and_with_callbacks_that_work_on_bloc
         model, _ = regression()
         with model:
             inference = pm.ADVI(random_seed=1)
-            inference.fit(5, progressbar=False, callbacks=callbacks)
+            inference.fit(5, progressbar=False, callbacks=callbacks, backend="numba")
         assert isinstance(inference.state.step, BlockFunction)
         assert inference.state.step.steps_per_call == MAX_STEPS_PER_CALL
 
@@ -458,6 +458,6 @@ def test_a_block_that_could_not_fit_in_memory_is_refused_before_it_is_read():
     # 100,000 batches of 40 rows of 3 float64 and more: 100+ MB; refused against a 64 MB limit.
     model, _ = regression()
     with model, pytest.MonkeyPatch.context() as patch:
-        patch.setattr("pymc.streaming.memory.memory_limit", lambda: 64 * 2**20)
+        patch.setattr("pymc.data_feed.memory.memory_limit", lambda: 64 * 2**20)
         with pytest.raises(ValueError, match=r"steps_per_call=100,000 would hold a block"):
             pm.fit(10, progressbar=False, steps_per_call=100_000)

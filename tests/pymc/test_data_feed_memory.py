@@ -18,8 +18,8 @@ import textwrap
 
 import pytest
 
-from pymc.streaming import memory
-from pymc.streaming.memory import memory_limit
+from pymc.data_feed import memory
+from pymc.data_feed.memory import memory_limit
 
 GiB = 2**30
 
@@ -95,7 +95,7 @@ def test_the_address_space_limit_refuses_a_prefetch_that_the_machine_would_take(
         import resource
         resource.setrlimit(resource.RLIMIT_AS, ({int(0.6 * physical)}, resource.RLIM_INFINITY))
         import numpy as np, pymc as pm
-        from pymc.streaming.memory import memory_limit
+        from pymc.data_feed.memory import memory_limit
         print("limit", memory_limit() == {int(0.6 * physical)})
         try:  # 40% of the machine: under half of it, over half of the process's limit
             pm.Minibatch(

@@ -44,7 +44,7 @@ def memory_limit() -> int | None:
 
     Examples
     --------
-    >>> from pymc.streaming.memory import memory_limit
+    >>> from pymc.data_feed.memory import memory_limit
     >>> limit = memory_limit()
     >>> limit is None or limit > 0
     True
