@@ -47,6 +47,7 @@ from pytensor.tensor.random.type import RandomType
 from pymc.data_feed import DataFeed, FedSharedVariable, MultiStepFunction, feeding_data
 from pymc.data_feed.memory import check_memory
 from pymc.pytensorf import collect_default_updates, compile, reseed_rngs
+from pymc.variational.nogil import release_gil
 
 __all__ = [
     "BlockBuffer",
@@ -285,8 +286,14 @@ def compile_steps(
         trace if isinstance(var.type, RandomType) else trace[-1]
         for var, trace in zip(state, traces)
     ]
+    # Released while the block's steps run, so that a reader thread prepares the next block.
     function = compile(
-        [], per_step, updates=dict(zip(state, final)), random_seed=False, mode=mode, **kwargs
+        [],
+        per_step,
+        updates=dict(zip(state, final)),
+        random_seed=False,
+        mode=release_gil(mode),
+        **kwargs,
     )
     return BlockFunction(
         function,

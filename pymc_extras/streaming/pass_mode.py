@@ -13,15 +13,13 @@
 #   limitations under the License.
 """How full-data passes compile: code that releases the GIL, and one select instead of two."""
 
-import types
-
 from typing import cast
 
+from pymc.variational.nogil import release_gil
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
-from pytensor.link.numba.linker import NumbaLinker
 from pytensor.scalar.basic import Switch
 from pytensor.tensor.elemwise import Elemwise
 
@@ -43,14 +41,7 @@ def pass_mode(mode: Mode | str | None = None) -> Mode:
     """
     lifting = cast(Mode, get_mode(mode)).register((in2out(local_lift_switch), _LIFT_POSITION))
     lifting = cast(Mode, lifting)
-    if type(lifting.linker) is not NumbaLinker:
-        # JAX releases the GIL during its calls already; the C and Python backends call
-        # their operations from Python.
-        return lifting
-    linker = _NumbaLinkerReleasingGIL(
-        allow_gc=lifting.linker.allow_gc, schedule=getattr(lifting.linker, "_scheduler", None)
-    )
-    return Mode(linker=linker, optimizer=lifting.provided_optimizer, db=lifting.optdb)
+    return release_gil(lifting)  # on Numba; JAX releases it already, C and Python cannot
 
 
 @node_rewriter([Elemwise])
@@ -91,40 +82,3 @@ def local_lift_switch(fgraph: FunctionGraph, node: Apply):
     if lifted.type.broadcastable != node.outputs[0].type.broadcastable:
         return None
     return [lifted]
-
-
-class _NumbaLinkerReleasingGIL(NumbaLinker):
-    """PyTensor's Numba linker, compiling the outer function with ``nogil=True``.
-
-    PyTensor's Numba backend compiles a graph into one Numba function that holds the GIL for
-    the whole call, so the thread reading the next chunk of a pass could not run its Python
-    (between pyarrow's GIL-free decoding steps) while a chunk is evaluated: reading and
-    evaluating would take turns. Only the outer, Python-callable wrapper changes; the graph,
-    its rewrites and its machine code are the same. The arrays a pass hands to a call are
-    written by no thread while it runs.
-
-    Numba's on-disk cache tells functions apart by signature and code, not by ``nogil``, so the
-    function is cached under PyTensor's key with a suffix of its own.
-    """
-
-    def jit_compile(self, fn_and_cache):
-        from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
-        from pytensor.link.numba.dispatch.basic import numba_njit
-
-        fn, cache_key = fn_and_cache
-        py_func = fn.py_func
-        key = CACHED_SRC_FUNCTIONS.get(py_func)
-        if cache_key is None or key is None:  # a graph that PyTensor does not cache either
-            return numba_njit(py_func, final_function=True, nogil=True)
-        # PyTensor's cache locator finds a function's key by the function object: a twin of
-        # the same code carries the suffixed key.
-        twin = types.FunctionType(
-            py_func.__code__,
-            py_func.__globals__,
-            py_func.__name__,
-            py_func.__defaults__,
-            py_func.__closure__,
-        )
-        twin.__source__ = getattr(py_func, "__source__", None)  # type: ignore[attr-defined]
-        CACHED_SRC_FUNCTIONS[twin] = f"{key}-nogil"
-        return numba_njit(twin, final_function=True, cache=True, nogil=True)
