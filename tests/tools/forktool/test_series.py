@@ -214,8 +214,7 @@ def test_a_pr_gets_no_tag_and_no_doubled_blank_line_where_lines_were_dropped(dis
     _write(dist.root, "pymc/streaming/__init__.py", TAGGED)
     first, second, fork_only = compose(dist, _plan(dist)).steps
     assert first.tree["pymc/streaming/__init__.py"].decode() == (
-        'import os\n\nEXPORTS = {\n    "hook": "pymc.streaming",\n}\n\n\n'
-        "def hook():\n    pass\n"
+        'import os\n\nEXPORTS = {\n    "hook": "pymc.streaming",\n}\n\n\ndef hook():\n    pass\n'
     )
     assert second.tree["pymc/streaming/__init__.py"].decode() == (
         'import os\n\nEXPORTS = {\n    "hook": "pymc.streaming",\n    "page": "pymc.docs",\n'
