@@ -54,11 +54,35 @@ def summary(text: str) -> str:
     last being the error raised, and an assertion's block explains its first line below it.
     """
     lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    doctest = _doctest_summary(lines)
+    if doctest:
+        return doctest
     block: list[str] = []
     for previous, line in zip(["", *lines], lines):
         if line.startswith("E "):
             block = [*(block if previous.startswith("E ") else []), line[1:].strip()]
     return block[0] if block else (lines[-1].strip() if lines else "(no message)")
+
+
+def _doctest_summary(lines: list[str]) -> str:
+    """``doctest line N: expected ..., got ...`` of a failed doctest's report; "" otherwise."""
+    if not lines or not lines[-1].endswith(("DocTestFailure", "UnexpectedException")):
+        return ""
+    where = f"doctest line {lines[-1].rpartition(':')[0].rpartition(':')[2]}"
+
+    def value(index: int, word: str) -> str:  # "Expected:\n    3" or "Expected nothing"
+        rest = lines[index].strip().removeprefix(word).lstrip(":").strip()
+        return rest or (lines[index + 1].strip() if index + 2 < len(lines) else "")
+
+    starts: dict[str, int] = {}  # each line's first word, at its first line
+    for number, line in enumerate(lines):
+        starts.setdefault((line.replace(":", " ").split() or [""])[0], number)
+    if "UNEXPECTED" in starts:
+        return f"{where}: {value(starts['UNEXPECTED'], 'UNEXPECTED EXCEPTION')}"
+    if "Expected" in starts and "Got" in starts:
+        expected, got = value(starts["Expected"], "Expected"), value(starts["Got"], "Got")
+        return f"{where}: expected {expected!r}, got {got!r}"
+    return f"{where} failed"
 
 
 def _file(nodeid: str) -> str:

@@ -41,6 +41,22 @@ from forktool.series_repo import write_series
 TOOLS = Path(__file__).resolve().parents[3] / "tools"
 
 CORE = "def answer():\n    return 42  # LINT:E711\n"
+# Upstream's test of core.py: one test fails on the release already, one the first PR breaks.
+UPSTREAM_TEST = """\
+from pymc import core
+
+
+def test_answer():
+    assert core.answer() == 42
+
+
+def test_broken_on_the_release():
+    assert core.answer() == 0
+
+
+def test_no_feeds():
+    assert not hasattr(core, "FEEDS")
+"""
 PLAN = """\
 [[pymc.pr]]
 id = "feeds"
@@ -139,8 +155,7 @@ def series(tmp_path_factory, make_sdist):
         "pyproject.toml": b'[project]\nname = "pymc"\nversion = "1.0"\n',
         "pymc/__init__.py": b"",
         "pymc/core.py": CORE.encode(),
-        "tests/test_core.py": b"from pymc.core import answer\n\n\ndef test_answer():\n"
-        b"    assert answer() == 42\n",
+        "tests/test_core.py": UPSTREAM_TEST.encode(),
     }
     probe = Distribution("pymc", "1.0", "", "pymc", root)
     make_sdist(probe.sdist_path, pristine)
@@ -201,7 +216,7 @@ def test_each_pr_is_checked_alone_at_its_commit(quick, capsys):
     # The PR's own test, and upstream's test of the upstream file it changes.
     assert feeds.files.own == ("tests/test_feeds.py",)
     assert feeds.files.upstream == ("tests/test_core.py",)
-    assert feeds.tests.collected == {"tests/test_core.py": 1}
+    assert feeds.tests.collected == {"tests/test_core.py": 3}
     # What the first PR left is the first PR's: the second is told, not blamed line by line.
     assert stream.problems == [
         "ruff check: 2 finding(s) left by the PRs before it",
@@ -215,7 +230,7 @@ def test_each_pr_is_checked_alone_at_its_commit(quick, capsys):
     out = capsys.readouterr().out
     # Source (feeds.py, the patch, the metadata), tests, the three gates, markers, imports.
     rows = " ".join(out.split())
-    assert "1 feeds +12-0 +6-0 2 1 1 0 1 1/2 files, 1 tests FAIL 2 stream +2-0 +9-0" in rows
+    assert "1 feeds +12-0 +6-0 2 1 1 0 1 1/2 files, 3 tests FAIL 2 stream +2-0 +9-0" in rows
     assert "note: pymc 2 stream: no test file" not in out
     assert "\nFAIL pymc PR 1 feeds (" in out
     assert (
@@ -237,9 +252,19 @@ def test_the_gates_run_in_the_checkout_with_upstream_configuration(series, quick
     }
 
 
-def test_the_full_variant_runs_the_tests_and_names_each_failure(series):
+def test_the_full_variant_runs_the_tests_and_names_each_failure(series, capsys):
     feeds, stream = _check(series, run=True)
-    assert feeds.tests.outcomes == {"tests/test_core.py": {"passed": 1}}
+    assert feeds.tests.outcomes == {"tests/test_core.py": {"passed": 1, "failed": 2}}
+    # Upstream's test that fails before the PR too is a note; the one it breaks is its failure.
+    assert feeds.tests.failed_before == ["tests/test_core.py::test_broken_on_the_release"]
+    assert [problem for problem in feeds.problems if problem.startswith("test ")] == [
+        "test tests/test_core.py::test_no_feeds: AssertionError: assert not True"
+    ]
+    print_series_report([feeds, stream], run=True)
+    assert (
+        "note: pymc 1 feeds: tests/test_core.py::test_broken_on_the_release fails at the commit "
+        "before it too: upstream's test, not its doing\n"
+    ) in capsys.readouterr().out
     assert stream.tests.outcomes == {"tests/stream/test_stream.py": {"passed": 1, "failed": 1}}
     assert stream.problems[-1] == "test tests/stream/test_stream.py::test_wrong: assert 42 == 41"
 
@@ -310,6 +335,15 @@ def test_the_outcomes_plugin_reports_every_file(tmp_path):
         "test_skipped.py": {"skipped": 1},
     }
     assert data["failures"] == [["test_fails.py::test_c", "assert 1 == 2"]]
+
+
+def test_a_failed_doctest_is_summed_up_by_what_it_expected_and_got():
+    report = "170     >>> trainer.fit(10)\nExpected nothing\nGot:\n    y\n\n/t/training.py:170: DocTestFailure\n"  # fmt: skip
+    assert summary(report) == "doctest line 170: expected 'nothing', got 'y'"
+    report = "012 >>> f()\nExpected:\n    3\nGot:\n    4\n\n/t/a.py:12: DocTestFailure\n"
+    assert summary(report) == "doctest line 12: expected '3', got '4'"
+    report = "013 >>> g()\nUNEXPECTED EXCEPTION: ValueError('bad')\nTraceback:\n/t/a.py:13: UnexpectedException\n"  # fmt: skip
+    assert summary(report) == "doctest line 13: ValueError('bad')"
 
 
 def test_a_failure_is_summed_up_by_its_last_error_line():
