@@ -415,6 +415,8 @@ def _test_cell(report: PrReport) -> str:
     if report.ran:
         counts = [(tests.count(outcome), outcome) for outcome in _SHOWN_OUTCOMES]
         text += "".join(f", {count} {outcome}" for count, outcome in counts if count)
+        if tests.failed_before:
+            text += f" ({len(tests.failed_before)} of them before it too)"
     return text
 
 

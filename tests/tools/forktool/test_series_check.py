@@ -261,10 +261,12 @@ def test_the_full_variant_runs_the_tests_and_names_each_failure(series, capsys):
         "test tests/test_core.py::test_no_feeds: AssertionError: assert not True"
     ]
     print_series_report([feeds, stream], run=True)
+    out = capsys.readouterr().out
+    assert "1/2 files, 3 tests, 1 passed, 2 failed (1 of them before it too)  FAIL\n" in out
     assert (
         "note: pymc 1 feeds: tests/test_core.py::test_broken_on_the_release fails at the commit "
         "before it too: upstream's test, not its doing\n"
-    ) in capsys.readouterr().out
+    ) in out
     assert stream.tests.outcomes == {"tests/stream/test_stream.py": {"passed": 1, "failed": 1}}
     assert stream.problems[-1] == "test tests/stream/test_stream.py::test_wrong: assert 42 == 41"
 
