@@ -25,7 +25,11 @@ compressed, 91 MB a file, 100 files and 9.1 GB for 100M rows. A file is a Dask p
 pass reads a row group in pieces of 65,536 rows.
 
 Each system runs in a fresh process, which reports its wall time and peak RSS (``VmHWM`` of
-``/proc/self/status``; on the cluster, also each worker's):
+``/proc/self/status``; on the cluster, also each worker's, from the model's construction on:
+building the model reads the stream's first batch, for which a worker computes a whole
+partition, and ``worker_peak_rss_mb_model_built`` reports that). The ``DaskSource`` is given
+the files' row counts (``lengths=``), known from the dataset's manifest, so that it does not
+compute every partition to count them:
 
 ``advi_10m_local``
     One epoch of streaming ADVI (batches of 1,024, default options) from the first 10M rows
@@ -39,7 +43,8 @@ Each system runs in a fresh process, which reports its wall time and peak RSS (`
     draws per path and 5 ELBO draws (upstream's defaults of 4 paths and 1,000 importance
     draws would evaluate 4,000 points on every row in the last pass); full-data passes read
     here, and mapped over the partitions on the workers. Reported: wall time (compilation
-    included), passes over the data, peak RSS, posterior means against the truth.
+    included) and whether it is within the goal of 10 minutes, passes over the data, peak RSS,
+    posterior means against the truth.
 """
 
 import argparse
@@ -59,6 +64,7 @@ FEATURES = 10
 _NAMES = [f"x{j}" for j in range(FEATURES)]
 _COLUMNS = [_NAMES, "y"]
 _PATHFINDER = {"num_paths": 2, "num_draws": 100, "num_draws_per_path": 100, "num_elbo_draws": 5}
+_PATHFINDER_GOAL_SECONDS = 600  # the issue's goal: Pathfinder on 100M rows within 10 minutes
 _SYSTEMS = [
     "advi_10m_local",
     "advi_local",
@@ -120,6 +126,11 @@ def _worker_peak_rss_mb() -> float:
     return _peak_rss_mb()
 
 
+def _reset_peak_rss() -> None:
+    """Start the process's ``VmHWM`` afresh from its current RSS (Linux 4.0+)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def _model(source):
     import pymc as pm
 
@@ -138,8 +149,14 @@ def _source(system: str, directory: Path, described: dict):
 
         from pymc_extras.streaming import DaskSource
 
-        frame = dd.read_parquet(str(directory / "part-*.parquet"), columns=[*_NAMES, "y"])
-        return DaskSource(frame, columns=_COLUMNS)
+        files = [str(directory / name) for name in described["files"]]
+        frame = dd.read_parquet(files, columns=[*_NAMES, "y"])
+        # The files' rows are known: the source need not compute every partition to count.
+        lengths = [
+            min(described["rows_per_file"], described["rows"] - start)
+            for start in range(0, described["rows"], described["rows_per_file"])
+        ]
+        return DaskSource(frame, columns=_COLUMNS, lengths=lengths)
     from pymc_extras.streaming import ParquetSource
 
     files = [directory / name for name in described["files"]]
@@ -172,7 +189,7 @@ def child(system: str, directory: str) -> None:
         )
         client = Client(cluster)
     try:
-        result = _run(system, path, described)
+        result = _run(system, path, described, client)
         if client is not None:
             result["worker_peak_rss_mb"] = sorted(client.run(_worker_peak_rss_mb).values())
     finally:
@@ -184,7 +201,7 @@ def child(system: str, directory: str) -> None:
     json.dump(result, sys.stdout)
 
 
-def _run(system: str, path: Path, described: dict) -> dict:
+def _run(system: str, path: Path, described: dict, client) -> dict:
     import pymc as pm
     import pymc_extras as pmx
 
@@ -194,6 +211,11 @@ def _run(system: str, path: Path, described: dict) -> dict:
     source = _source(system, path, described)
     model = _model(source)
     result: dict = {"rows": source.num_rows, "setup_seconds": time.perf_counter() - setup}
+    if client is not None:
+        # Building the model read the stream's first batch, on a worker that computed a whole
+        # partition for it; the workers' peaks from here on are the fit's.
+        result["worker_peak_rss_mb_model_built"] = sorted(client.run(_peak_rss_mb).values())
+        client.run(_reset_peak_rss)
     if system.startswith("advi"):
         steps = source.num_rows // 1_024
         start = time.perf_counter()
@@ -220,6 +242,7 @@ def _run(system: str, path: Path, described: dict) -> dict:
     rows_read = sum(evaluator.rows_read for evaluator in evaluators)
     result |= {"fit_seconds": seconds, "passes": passes, "data_read": rows_read / source.num_rows}
     result["seconds_per_pass"] = seconds / max(passes, 1)
+    result["within_goal"] = seconds <= _PATHFINDER_GOAL_SECONDS
     result["means"] = _means(idata)
     return result
 

@@ -31,8 +31,10 @@ The data: a linear regression, ``FEATURES`` float64 columns plus ``y``, in row g
     pages at once, and once with ``ParquetSource(..., release_freed_memory=True)``, which asks
     pyarrow's (process-wide) pool to return them every 32 MiB decoded. The figures that
     matter: ``peak_ratio_large_over_small`` (the issue asks ≤ 1.1) and the 10M-row peak.
-    ``--memory-only`` runs this part alone; ``--without-jax`` runs it as if JAX were not
-    installed (arviz_base imports JAX with pymc_extras when it is: about 120 MB).
+    Each fit runs once first for 300 steps, so that the compiled steps come from PyTensor's
+    caches. ``--memory-only`` runs this part alone; ``--without-jax`` runs it as if JAX were
+    not installed (arviz_base imports JAX with pymc_extras when it is: about 140 MB).
+    ``bench_memory.py`` compares these fits with pristine PyMC's.
 ``ingest``, ``ingest_row_groups_65536``
     On the 10M-row file, and on the same rows in row groups of 65,536: rows per second
     delivered as ready, shuffled batches of 256 by a ``ParquetSource`` stream (its
@@ -107,6 +109,7 @@ def child_fit(path: str, batch_size: int) -> None:
         options = json.loads(os.environ.get("BENCH_PARQUET_OPTIONS", "{}"))
         source = ParquetSource(path, columns=_COLUMNS, **options)
         steps = source.num_rows // batch_size
+    steps = int(os.environ.get("BENCH_STEPS", steps))
     model = _model(source, batch_size, random_seed=0)
     before_fit = psutil.Process().memory_info().rss / 2**20
     warmup = min(100, steps // 10)
@@ -134,6 +137,11 @@ def _child(path: str, batch_size: int, env: dict | None = None) -> dict:
 
 def memory(paths: dict[str, Path], batch_size: int, env: dict | None = None) -> dict:
     env = env or {}
+    # Warm-ups: PyTensor's and Numba's caches then hold each fit's compiled step (the rows are
+    # a constant of the graph, so each file is one), and no figure includes compiling from
+    # scratch, which peaks 100-250 MB higher.
+    for path in ("floor", *map(str, paths.values())):
+        _child(path, batch_size, {**env, "BENCH_STEPS": "300"})
     out = {"floor_in_memory_2048_rows": _child("floor", batch_size, env)}
     for label, path in paths.items():
         out[label] = _child(str(path), batch_size, env)

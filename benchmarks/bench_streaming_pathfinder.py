@@ -164,16 +164,18 @@ def _time(n_rows: int, repeats: int) -> dict:
 def _data_read(n_rows: int) -> dict:
     import pymc as pm
 
-    from pymc_extras.inference.pathfinder import multipath
+    from pymc_extras.inference.pathfinder import streaming
 
     made = []
-    original = multipath.full_data_pathfinder
+    original = streaming.full_data_pathfinder
 
     def remember(*args, **kwargs):
         made.append(original(*args, **kwargs))
         return made[-1]
 
-    multipath.full_data_pathfinder = remember  # to read each path's L-BFGS evaluations
+    # To read each path's L-BFGS evaluations: multipath_pathfinder imports the function from
+    # this module when it is called.
+    streaming.full_data_pathfinder = remember
     try:
         X, y = _regression(n_rows)
         rng = np.random.default_rng(_DATA_SEED)
@@ -199,7 +201,7 @@ def _data_read(n_rows: int) -> dict:
             }
         return result
     finally:
-        multipath.full_data_pathfinder = original
+        streaming.full_data_pathfinder = original
 
 
 def _write_dataset(folder: Path, n_rows: int) -> int:

@@ -35,10 +35,11 @@ def regression_parquet(
     seed: int = 2026,
     row_group_size: int = _ROW_GROUP,
 ) -> dict:
-    """Write ``rows`` rows of a linear or logistic regression to ``path``, unless already there.
+    """Write ``rows`` rows of a linear, logistic or Poisson regression to ``path``, unless there.
 
     Columns ``x0``… ``x{features-1}`` (standard normal, float64) and ``y`` (float64 for
-    ``"linear"``, int64 0/1 for ``"logistic"``). The true coefficients are stored in a JSON file
+    ``"linear"``, int64 0/1 for ``"logistic"``, int64 counts for ``"poisson"``, whose
+    coefficients are scaled by ``0.1`` so that the rates stay moderate). The true coefficients are stored in a JSON file
     next to the data and returned: ``{"intercept", "beta", "sigma", "rows", "kind"}``.
     Memory: one row group at a time.
     """
@@ -56,7 +57,9 @@ def regression_parquet(
         "kind": kind,
         "rows": rows,
         "intercept": 0.5,
-        "beta": np.round(rng.normal(0, 1, features), 2).tolist(),
+        "beta": np.round(
+            rng.normal(0, 1, features) * (0.1 if kind == "poisson" else 1), 2
+        ).tolist(),
         "sigma": 1.0 if kind == "linear" else None,
     }
     names = [f"x{j}" for j in range(features)]
@@ -68,8 +71,10 @@ def regression_parquet(
             eta = truth["intercept"] + X @ np.asarray(truth["beta"])
             if kind == "linear":
                 y = eta + rng.normal(0, truth["sigma"], n)
-            else:
+            elif kind == "logistic":
                 y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(np.int64)
+            else:
+                y = rng.poisson(np.exp(eta))
             columns = {name: X[:, j] for j, name in enumerate(names)} | {"y": y}
             writer.write_table(pa.table(columns), row_group_size=row_group_size)
     partial.rename(path)  # an interrupted run leaves no half-written dataset behind

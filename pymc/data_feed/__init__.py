@@ -18,26 +18,25 @@ batch of a larger dataset, and a :class:`DataFeed` puts the next batch into it b
 compiled call of a fitting loop (``pm.fit``, pymc-extras' ``Trainer``). Any other way of
 evaluating such a model would see one batch as if it were the data, so functions compiled with
 :func:`pymc.pytensorf.compile` refuse to read fed data unless the caller feeds it
-(:func:`feeding_data`). :class:`DataFeeds` is the hook the fitting loops call. A loop may ask
-for many steps per compiled call (``feeding_data(steps_per_call=...)``): its step is then a
-:class:`BlockFunction`, and the feeds hand over blocks of batches (:mod:`pymc.data_feed.blocks`).
+(:func:`feeding_data`). :class:`DataFeeds` is the hook the fitting loops call; a step function
+that runs many steps per call is a :class:`MultiStepFunction`.
 """
 
-from pymc.data_feed.blocks import BlockBuffer, BlockFunction, compile_blocks
-from pymc.data_feed.feeds import DataFeed, FedSharedVariable, data_feeds_in
-from pymc.data_feed.guard import feeding_data, refuse_fed_data
-from pymc.data_feed.loop import DataFeeds
-from pymc.data_feed.total_size import fed_total_size
+from pymc.data_feed.feeds import (
+    DataFeed,
+    FedSharedVariable,
+    data_feeds_in,
+    streamed_observations,
+)
+from pymc.data_feed.guard import feeding_data
+from pymc.data_feed.loop import DataFeeds, MultiStepFunction
 
 __all__ = [
-    "BlockBuffer",
-    "BlockFunction",
     "DataFeed",
     "DataFeeds",
     "FedSharedVariable",
-    "compile_blocks",
+    "MultiStepFunction",
     "data_feeds_in",
-    "fed_total_size",
     "feeding_data",
-    "refuse_fed_data",
+    "streamed_observations",
 ]

@@ -15,6 +15,7 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -24,11 +25,7 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.sharedvar import TensorSharedVariable
 from rich.progress import ProgressColumn
 
-__all__ = ["DataFeed", "FedSharedVariable", "data_feeds_in"]
-
-_DEFERRED_ERROR = "_pymc_block_error"
-"""Where the default :meth:`DataFeed.before_block` keeps an error that cut a block short, to
-raise it at its next call; a loop that starts drops it (:class:`DataFeeds`)."""
+__all__ = ["DataFeed", "FedSharedVariable", "data_feeds_in", "streamed_observations"]
 
 
 class FedSharedVariable(TensorSharedVariable):
@@ -36,7 +33,7 @@ class FedSharedVariable(TensorSharedVariable):
 
     Its value is one batch of a larger dataset. A model can observe it like any data, and a
     fitting loop that feeds it (``pm.fit``) refreshes it before every step; every other compiled
-    function refuses it (see :func:`refuse_fed_data`).
+    function that reads its values refuses it (see :func:`~pymc.data_feed.refuse_fed_data`).
 
     Attributes
     ----------
@@ -60,18 +57,24 @@ class DataFeed(ABC):
     """Puts new data into some :class:`FedSharedVariable` objects between compiled calls.
 
     Subclass it to feed a fitting loop from anywhere. ``pm.fit`` (and ``refine``) find the feeds
-    of the fed variables its step function reads, call :meth:`start` before the loop,
-    :meth:`before_step` before every compiled step, and :meth:`stop` after it, however it ends.
-    A loop that runs many steps per compiled call asks for a block of batches at once
+    of the fed variables its step function reads (:class:`~pymc.data_feed.DataFeeds`), call
+    :meth:`start` before the loop, :meth:`before_step` before every compiled step, and
+    :meth:`stop` after it, however it ends. A loop that runs many steps per compiled call first
+    calls :meth:`expect_blocks`, then asks for a block of batches per call
     (:meth:`before_block`); by default that calls :meth:`before_step` once per batch.
 
-    Attributes
+    Parameters
     ----------
     name : str
         Names the feed in messages.
     """
 
-    name: str
+    name: str = "data feed"
+    _cut_short: BaseException | None = None
+    """What ended the last block early (:meth:`before_block`), raised at its next call."""
+
+    def __init__(self, name: str):
+        self.name = name
 
     @property
     @abstractmethod
@@ -83,8 +86,15 @@ class DataFeed(ABC):
         """Rows of the dataset the batches are drawn from, if known (a likelihood's total_size)."""
         return None
 
+    def declare_num_rows(self, rows: int) -> None:
+        """Learn the rows of the dataset from a likelihood's ``total_size``.
+
+        Called when a model observes this feed's data with ``total_size`` while
+        :attr:`num_rows` is None. The default does nothing.
+        """
+
     def start(self, *, restart: bool, random_seed: int | None) -> None:
-        """Prepare to feed a loop.
+        """Prepare to feed a loop. Overrides call ``super().start(...)``.
 
         Parameters
         ----------
@@ -95,6 +105,7 @@ class DataFeed(ABC):
             Drawn from the fit's own random state, for feeds that shuffle without a seed of
             their own.
         """
+        self._cut_short = None
 
     @abstractmethod
     def before_step(self) -> None:
@@ -113,8 +124,8 @@ class DataFeed(ABC):
     def before_block(self, steps: int, blocks: Mapping[FedSharedVariable, SharedVariable]) -> int:
         """Put the next ``steps`` batches into ``blocks``; return how many there were.
 
-        A loop that runs many steps per compiled call (:class:`~pymc.data_feed.BlockFunction`)
-        calls this instead of :meth:`before_step`, once per call.
+        A loop that runs many steps per compiled call calls this instead of
+        :meth:`before_step`, once per call.
 
         Parameters
         ----------
@@ -141,8 +152,8 @@ class DataFeed(ABC):
         The default calls :meth:`before_step` ``steps`` times and copies each variable's value
         into a new array after each call. Override it to hand over the batches without copying.
         """
-        error = self.__dict__.pop(_DEFERRED_ERROR, None)
-        if error is not None:
+        if self._cut_short is not None:
+            error, self._cut_short = self._cut_short, None
             raise error
         stacked: dict[FedSharedVariable, np.ndarray] = {}
         done = 0
@@ -152,7 +163,7 @@ class DataFeed(ABC):
             except Exception as raised:  # StopIteration too: after the batches before it
                 if not done:
                     raise
-                self.__dict__[_DEFERRED_ERROR] = raised
+                self._cut_short = raised
                 break
             for var in blocks:
                 value = np.asarray(var.get_value(borrow=True))
@@ -190,3 +201,18 @@ def data_feeds_in(variables: Iterable[Variable]) -> list[DataFeed]:
         if isinstance(var, FedSharedVariable):
             feeds.setdefault(id(var.data_feed), var.data_feed)
     return list(feeds.values())
+
+
+def streamed_observations(model: Any) -> dict[str, str]:
+    """Attributes for a model's ``observed_data`` group: which observations are fed, if any.
+
+    A fed observation holds one batch of its data, so ``observed_data`` leaves it out; the
+    attribute ``streamed_observations`` names those left out (comma-separated), and is absent
+    when there are none.
+    """
+    names = [
+        obs.name
+        for obs in model.observed_RVs
+        if (value := model.rvs_to_values.get(obs)) is not None and data_feeds_in([value])
+    ]
+    return {"streamed_observations": ", ".join(names)} if names else {}

@@ -15,76 +15,36 @@
 
 import contextlib
 import contextvars
-import numbers
-import sys
 
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any
 
 from pytensor.graph.basic import Variable
+from pytensor.tensor.elemwise import DimShuffle, Elemwise
+from pytensor.tensor.shape import Shape, Shape_i
 
-from pymc.data_feed.feeds import data_feeds_in
+from pymc.data_feed.feeds import DataFeed, FedSharedVariable
 from pymc.exceptions import StreamingNotSupportedError
 
-__all__ = ["StepsPerCall", "feeding_data", "refuse_fed_data", "requested_steps_per_call"]
+__all__ = ["fed_values_read_by", "feeding_data", "refuse_fed_data"]
 
-
-StepsPerCall = int | Literal["auto"] | None
-"""What a fitting loop asks of :func:`feeding_data`: steps per compiled call, ``"auto"``, or None."""
-
-_feeding: contextvars.ContextVar[tuple[StepsPerCall] | None] = contextvars.ContextVar(
-    "pymc_feeding_data", default=None
-)
+_feeding: contextvars.ContextVar[bool] = contextvars.ContextVar("pymc_feeding_data", default=False)
 
 
 @contextlib.contextmanager
-def feeding_data(
-    *, steps_per_call: StepsPerCall = None, callbacks: Iterable[Any] = ()
-) -> Iterator[None]:
+def feeding_data() -> Iterator[None]:
     """Allow the functions compiled inside to read fed data: the caller feeds it.
 
     Fitting loops compile their step function inside this block, and then drive the feeds of its
-    inputs with :class:`DataFeeds`.
-
-    Parameters
-    ----------
-    steps_per_call : int, "auto" or None, default None
-        Ask :func:`pymc.pytensorf.compile` for a training step that runs this many steps per
-        call: a graph reading fed data, compiled with ``updates``, then becomes a
-        :class:`~pymc.data_feed.BlockFunction` over blocks of that many batches (see
-        :func:`compile_blocks`). ``"auto"`` lets it choose from the backend and the bytes of a
-        batch; None and 1 compile one step per call, as PyMC does without feeds.
-    callbacks : iterable, optional
-        The loop's callbacks. Within a block, callbacks see the parameters after the whole
-        block; a callback that needs them after every step (iterate averaging, say) says so
-        with a true ``needs_every_step`` attribute, and ``"auto"`` then means one step per call.
-
-    Raises
-    ------
-    ValueError
-        If ``steps_per_call`` is neither a positive integer, ``"auto"``, nor None.
+    inputs with :class:`~pymc.data_feed.DataFeeds`. Nothing else changes: ``compile`` returns
+    the function it returns outside the block.
     """
-    if steps_per_call is not None and steps_per_call != "auto":
-        if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, numbers.Integral):
-            raise ValueError(
-                f'steps_per_call must be a positive integer, "auto" or None, got {steps_per_call!r}.'
-            )
-        if steps_per_call < 1:
-            raise ValueError(f"steps_per_call must be at least 1, got {steps_per_call}.")
-        steps_per_call = int(steps_per_call)
-    elif steps_per_call == "auto" and any(getattr(c, "needs_every_step", False) for c in callbacks):
-        steps_per_call = 1
-    token = _feeding.set((steps_per_call,))
+    token = _feeding.set(True)
     try:
         yield
     finally:
         _feeding.reset(token)
-
-
-def requested_steps_per_call() -> StepsPerCall:
-    """The ``steps_per_call`` of the innermost :func:`feeding_data` block (None outside one)."""
-    scope = _feeding.get()
-    return None if scope is None else scope[0]
 
 
 def _graph_variables(items: Iterable[Any]) -> list[Variable]:
@@ -100,17 +60,67 @@ def _graph_variables(items: Iterable[Any]) -> list[Variable]:
     return found
 
 
-def _entry_point() -> str:
-    """The outermost PyMC or pymc-extras function on the stack: what the user called."""
-    frame = sys._getframe(1)
+def values_read_by(graphs: Iterable[Variable]) -> set[Variable]:
+    """The variables whose values the ``graphs`` read: their ancestors, but for shapes.
+
+    A variable reached only through its shape (``Shape``, ``Shape_i``), or through the shape of
+    elementwise functions of it (a cast, say, whose output has its input's shape), is not read
+    for its values: ``pm.Normal("b", shape=X_mb.shape[1])`` computes nothing on ``X_mb``'s rows.
+    The shape of any other result counts as reading what it is computed from, since only its
+    values may say how long it is (``pt.nonzero(x)``).
+    """
+    read: set[Variable] = set()
+    seen: set[tuple[Variable, bool]] = set()
+    stack = [(var, True) for var in graphs]
+    while stack:
+        var, for_values = stack.pop()
+        if (var, for_values) in seen:
+            continue
+        seen.add((var, for_values))
+        if for_values:
+            read.add(var)
+        node = var.owner
+        if node is None:
+            continue
+        if isinstance(node.op, Shape | Shape_i):
+            for_values = False
+        elif not for_values and not isinstance(node.op, Elemwise | DimShuffle):
+            for_values = True  # a shape only its values can give
+        stack.extend((inp, for_values) for inp in node.inputs)
+    return read
+
+
+def fed_values_read_by(graphs: Iterable[Variable]) -> list[DataFeed]:
+    """The feeds whose data the ``graphs`` read for its values (:func:`values_read_by`)."""
+    feeds: dict[int, DataFeed] = {}
+    for var in values_read_by(graphs):
+        if isinstance(var, FedSharedVariable):
+            feeds.setdefault(id(var.data_feed), var.data_feed)
+    return list(feeds.values())
+
+
+class _RefusedOnOneBatch(StreamingNotSupportedError):
+    """The guard's refusal, naming the function the user called.
+
+    The name is read from the exception's own traceback when the message is shown: the
+    outermost PyMC or pymc-extras function it passed through.
+    """
+
+    def __str__(self) -> str:
+        return f"{_entry_point(self.__traceback__)} {self.args[0]}"
+
+
+def _entry_point(traceback: TracebackType | None) -> str:
+    """The outermost PyMC or pymc-extras function in ``traceback``: what the user called."""
     outermost = None
-    while frame is not None:
+    while traceback is not None:
+        frame = traceback.tb_frame
         module = frame.f_globals.get("__name__", "")
         if module.split(".")[0] in ("pymc", "pymc_extras") and not module.startswith(
             "pymc.data_feed"
         ):
-            outermost = f"{frame.f_code.co_name} ({module})"
-        frame = frame.f_back  # type: ignore[assignment]
+            outermost = outermost or f"{frame.f_code.co_name} ({module})"
+        traceback = traceback.tb_next
     return outermost or "This computation"
 
 
@@ -119,24 +129,25 @@ def refuse_fed_data(outputs: Any, updates: Any = (), inputs: Any = ()) -> None:
 
     :func:`pymc.pytensorf.compile` calls this on every function it compiles, so every way of
     evaluating a model (sampling, optimisation, predictive draws, log-likelihoods, ...) refuses a
-    model that observes fed data, except fitting loops that feed it (:func:`feeding_data`).
+    model that observes fed data, except fitting loops that feed it (:func:`feeding_data`). A
+    graph that reads fed variables only through their shape is allowed
+    (:func:`fed_values_read_by`). What is not compiled by ``compile`` (``model.logp().eval()``,
+    a ``pytensor.function`` of one's own) is not guarded.
 
     Raises
     ------
     StreamingNotSupportedError
         Naming what was called, the feeds, and what to use instead.
     """
-    if _feeding.get() is not None:
+    if _feeding.get():
         return
     if isinstance(updates, dict):
         updates = list(updates.values())
-    variables = _graph_variables([outputs, updates, inputs])
-    feeds = data_feeds_in(variables)
+    feeds = fed_values_read_by(_graph_variables([outputs, updates, inputs]))
     if not feeds:
         return
     names = ", ".join(repr(feed.name) for feed in feeds)
-    raise StreamingNotSupportedError(
-        f"{_entry_point()} would evaluate the model on the one batch that sits in the buffer of "
-        f"its streamed data ({names}), as if that batch were the whole dataset. "
-        f"{feeds[0].refusal_advice()}"
+    raise _RefusedOnOneBatch(
+        f"would evaluate the model on the one batch that sits in the buffer of its streamed data "
+        f"({names}), as if that batch were the whole dataset. {feeds[0].refusal_advice()}"
     )

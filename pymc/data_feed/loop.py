@@ -13,18 +13,64 @@
 #   limitations under the License.
 """The hook of a fitting loop: start its step function's feeds, feed every step, stop them."""
 
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from pytensor.compile import Function
 from rich.progress import Progress, ProgressColumn
 
-from pymc.data_feed.blocks import BlockFunction
-from pymc.data_feed.feeds import _DEFERRED_ERROR, DataFeed, FedSharedVariable, data_feeds_in
+from pymc.data_feed.feeds import DataFeed, FedSharedVariable, data_feeds_in
 
-__all__ = ["DataFeeds"]
+__all__ = ["DataFeeds", "MultiStepFunction"]
+
+
+class MultiStepFunction(ABC):
+    """A fitting loop's step function that runs several steps per compiled call.
+
+    A loop drives it like a one-step function, through :meth:`DataFeeds.step`, which hands it
+    the feeds: it asks them for a block of batches when its last block is used up
+    (:meth:`DataFeed.before_block`), runs the block in one call, and returns the outputs of one
+    step per :meth:`next_step`, in order. ``pm.fit(..., steps_per_call=...)`` builds one
+    (:mod:`pymc.variational.blocks`).
+
+    Attributes
+    ----------
+    steps_per_call : int
+        Steps of a full block.
+    """
+
+    steps_per_call: int
+
+    @property
+    @abstractmethod
+    def fed_variables(self) -> tuple[FedSharedVariable, ...]:
+        """The fed variables whose batches the steps read."""
+
+    @abstractmethod
+    def next_step(self, feeds: Sequence[DataFeed], remaining: int) -> Any:
+        """Return the outputs of the next step, running the next block first if needed.
+
+        Parameters
+        ----------
+        feeds : sequence of DataFeed
+            The feeds of :attr:`fed_variables`, started.
+        remaining : int
+            Steps the loop still runs, this one included: a block is never longer.
+
+        Raises
+        ------
+        StopIteration
+            When a feed has no batch left. After a block cut short by the end of the data (or
+            an error), its steps come first.
+        """
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the steps of the last block not served yet: a loop starts."""
 
 
 class DataFeeds:
@@ -32,9 +78,9 @@ class DataFeeds:
 
     Parameters
     ----------
-    function : pytensor Function, optional
-        The step function; its fed inputs decide the feeds. None (or a function reading no fed
-        data) gives no feeds, and every method does nothing.
+    function : pytensor Function or MultiStepFunction, optional
+        The step function; the fed variables it reads decide the feeds. None (or a function
+        reading no fed data) gives no feeds, and every method does nothing but call it.
     restart : bool, default True
         Start the data over (a new fit) rather than continue (``refine``).
     rng : numpy.random.RandomState or Generator, optional
@@ -47,31 +93,37 @@ class DataFeeds:
 
     .. code-block:: python
 
-        with feeding_data(steps_per_call="auto"):
-            step = compile([], loss, updates=updates)  # a BlockFunction if it reads fed data
+        with feeding_data():  # the loop feeds what the step reads: compile allows it
+            step = compile([], loss, updates=updates)
         feeds = DataFeeds(step, restart=True, rng=rng)
         try:
             feeds.start(progress)  # the feeds' progress columns join the bar's
             for i in range(n):
-                loss_i = feeds.step(step, n - i)  # before_step() and step(), or from a block
+                loss_i = feeds.step(step, n - i)  # before_step() and step()
         finally:
             feeds.stop()
     """
 
-    def __init__(self, function=None, *, restart: bool = True, rng=None):
-        maker = getattr(function, "maker", None)
-        variables = [] if maker is None else [inp.variable for inp in maker.inputs]
+    def __init__(
+        self,
+        function: Function | MultiStepFunction | None = None,
+        *,
+        restart: bool = True,
+        rng: np.random.RandomState | np.random.Generator | None = None,
+    ):
+        self._function = function
+        if isinstance(function, MultiStepFunction):
+            variables: Sequence[Any] = function.fed_variables
+        elif isinstance(function, Function):
+            variables = [put.variable for put in function.maker.inputs]
+        else:
+            variables = []
         self.feeds: list[DataFeed] = data_feeds_in(
             var for var in variables if isinstance(var, FedSharedVariable)
         )
         self.restart = restart
         self._rng = rng
-        self._steps_per_call = getattr(function, "steps_per_call", None)
         self._started: list[DataFeed] = []
-        # The outputs of the block that ran last, served one step at a time.
-        self._block_results: Any = None
-        self._block_steps = 0
-        self._served = 0
 
     def _seeds(self) -> list[int | None]:
         if not self.restart or self._rng is None:
@@ -88,10 +140,13 @@ class DataFeeds:
 
         If one fails to start, those started before it are stopped, and the error raised.
         """
+        blocks = None
+        if isinstance(self._function, MultiStepFunction):
+            self._function.reset()
+            blocks = self._function.steps_per_call
         for feed, seed in zip(self.feeds, self._seeds()):
-            feed.__dict__.pop(_DEFERRED_ERROR, None)  # from a block of an earlier loop
             try:
-                feed.expect_blocks(self._steps_per_call)
+                feed.expect_blocks(blocks)
                 feed.start(restart=self.restart, random_seed=seed)
             except BaseException:
                 self.stop()
@@ -103,7 +158,6 @@ class DataFeeds:
     def stop(self) -> None:
         """Stop the feeds that were started, last first; safe to call more than once."""
         started, self._started = self._started, []
-        self._block_results, self._block_steps, self._served = None, 0, 0
         for feed in reversed(started):
             feed.stop()
 
@@ -124,55 +178,31 @@ class DataFeeds:
         for feed in self.feeds:
             feed.before_step()
 
-    def step(self, function, remaining: int) -> Any:
-        """Run one step of ``function`` on the next batch; return what the step returns.
+    def step(self, function: Function | MultiStepFunction, remaining: int) -> Any:
+        """Run the next step of ``function``; return what the step returns.
 
         For a one-step function, this is :meth:`before_step` and a call. A
-        :class:`~pymc.data_feed.BlockFunction` runs many steps per call: when the last block's
-        steps are used up, this asks every feed for the next block of
-        ``min(steps_per_call, remaining)`` batches (:meth:`DataFeed.before_block`) and calls
-        the function once. Each call then returns the next step's outputs, with each fed
-        variable holding that step's batch; the parameters are those after the whole block.
+        :class:`MultiStepFunction` serves the step itself (:meth:`MultiStepFunction.next_step`).
 
         Parameters
         ----------
-        function : pytensor Function or BlockFunction
+        function : pytensor Function or MultiStepFunction
             The loop's step function, as given to the constructor.
         remaining : int
-            Steps the loop still runs, this one included: a last block is no longer.
+            Steps the loop still runs, this one included.
 
         Raises
         ------
         StopIteration
-            When a feed has no batch left. After a block cut short by the end of the data (or
-            an error), its steps come first.
+            When a feed has no batch left.
         """
-        if not isinstance(function, BlockFunction):
-            self.before_step()
-            return function()
-        if self._served == self._block_steps:
-            steps = min(function.steps_per_call, remaining)
-            for feed in self.feeds:
-                got = feed.before_block(steps, function.blocks_of(feed))
-                if not 0 < got <= steps:
-                    raise ValueError(
-                        f"Data feed {feed.name!r} put {got} batches into a block of {steps}; "
-                        "before_block returns how many it put in, from 1 to the number asked."
-                    )
-                steps = got  # the data ended: the steps every feed has batches for
-            self._block_results = function(steps)
-            self._block_steps, self._served = steps, 0
-        j, self._served = self._served, self._served + 1
-        for var, block in function.blocks.items():
-            var.container.storage[0] = block.container.storage[0][j]
-        results = self._block_results
-        if results is None:
-            return None
-        if isinstance(results, list):
-            return [result[j] for result in results]
-        return results[j]
+        if isinstance(function, MultiStepFunction):
+            return function.next_step(self.feeds, remaining)
+        self.before_step()
+        return function()
 
     def progress_columns(self) -> tuple[ProgressColumn, ...]:
+        """The progress columns of every feed, in order."""
         return tuple(column for feed in self.feeds for column in feed.progress_columns())
 
     def __bool__(self) -> bool:

@@ -64,9 +64,7 @@ def fed_total_size(rv: Any, observed: Any, total_size: Any, name: str) -> Any:
                 "its number of rows, so the likelihood cannot be scaled to the dataset. Pass "
                 "total_size=<rows in the dataset>."
             )
-        declare = getattr(feed, "declare_num_rows", None)
-        if declare is not None:
-            declare(int(given))
+        feed.declare_num_rows(int(given))
         return total_size
     if given is None:
         return rows

@@ -16,13 +16,13 @@
 import itertools
 import math
 import numbers
-import os
 
 import numpy as np
 
+from pymc.data_feed.memory import check_memory
 from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import DEFAULT_SHUFFLE_BUFFER
-from pymc.streaming.sources import as_source
+from pymc.streaming.sources import MAX_ROWS, as_source
 from pymc.streaming.stream import Stream, StreamBuffer
 
 __all__ = ["DEFAULT_PREFETCH", "check_streaming_options", "streaming_minibatch"]
@@ -31,37 +31,6 @@ DEFAULT_PREFETCH = 16
 """Batches prepared ahead by the background reader: 16 × 256 rows × 10 float64 ≈ 330 kB."""
 
 _stream_numbers = itertools.count()
-
-MEMORY_FRACTION = 0.5
-"""Prefetched batches or a shuffle window may take at most this share of the machine's memory:
-beyond it, ``pm.Minibatch`` refuses the option rather than let the fit grow into a MemoryError."""
-
-
-def _physical_memory() -> int | None:
-    """Bytes of memory of this machine, when the system says."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _bytes(count: float) -> str:
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if count < 1000 or unit == "TB":
-            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1000
-    raise AssertionError  # pragma: no cover
-
-
-def _check_memory(option: str, value: int, held: int, what: str, advice: str) -> None:
-    """Refuse an option whose memory, ``held`` bytes, could never fit in this machine."""
-    memory = _physical_memory()
-    if memory is None or held <= MEMORY_FRACTION * memory:
-        return
-    raise ValueError(
-        f"{option}={value:,} would hold {what} ({_bytes(held)}), more than half of this "
-        f"machine's memory ({_bytes(memory)}). {advice}"
-    )
 
 
 def _check_num_rows(source) -> int | None:
@@ -78,15 +47,24 @@ def _check_num_rows(source) -> int | None:
         raise SourceDataError(
             f"The source ({source!r}) has no rows. Check the files or data it reads."
         )
+    if int(rows) > MAX_ROWS:
+        raise SourceDataError(
+            f"The source ({source!r}) reports num_rows={rows:,}, more than 2**53 = "
+            f"{MAX_ROWS:,}: the likelihood's scale, num_rows / batch_size, would lose "
+            "precision in float64 (or overflow int64 and change sign). No real dataset is that "
+            "large: the count the source read or was given is corrupt or crafted."
+        )
     source.num_rows = int(rows)  # numpy integers too, which total_size cannot take
     return source.num_rows
 
 
-def _check_count(name: str, value, *, minimum: int) -> int:
+def _check_count(name: str, value, *, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    if maximum is not None and int(value) > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}.")
     return int(value)
 
 
@@ -187,7 +165,8 @@ def streaming_minibatch(
     if prefetch is not None:
         prefetch = _check_count("prefetch", prefetch, minimum=0)
     if total_size is not None:
-        total_size = _check_count("total_size", total_size, minimum=1)
+        # Above 2**53 rows the scale total_size / batch_size loses precision in float64.
+        total_size = _check_count("total_size", total_size, minimum=1, maximum=MAX_ROWS)
     seed = _seed_of(random_seed)
     source = as_source(*sources)
     _check_num_rows(source)
@@ -205,7 +184,7 @@ def streaming_minibatch(
             "batch_size of at most the number of rows."
         )
     row_bytes = sum(spec.dtype.itemsize * math.prod(spec.row_shape) for spec in source.specs)
-    _check_memory(
+    check_memory(
         "prefetch",
         prefetch,
         prefetch * batch_size * row_bytes,
@@ -213,7 +192,7 @@ def streaming_minibatch(
         "Use a smaller prefetch: the default, 16, keeps the reader ahead of the fit.",
     )
     window_rows = min(shuffle_buffer, rows if rows is not None else shuffle_buffer)
-    _check_memory(
+    check_memory(
         "shuffle_buffer",
         shuffle_buffer,
         window_rows * (8 if source.gathers_rows else row_bytes),

@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from pymc.exceptions import InvalidSourceError, SourceDataError
+from pymc.streaming.casting import cast_exactly, check_cast
 
 __all__ = [
+    "MAX_ROWS",
     "ArraySource",
     "BlockSource",
     "Chunk",
@@ -37,6 +39,7 @@ __all__ = [
     "Source",
     "ZippedSource",
     "as_source",
+    "check_max_rows",
     "register_source",
     "to_chunk",
 ]
@@ -46,6 +49,28 @@ Chunk = tuple[np.ndarray, ...]
 
 _NUMERIC_KINDS = "biuf"
 _HEAD_ROWS = 4_096
+
+MAX_ROWS = 2**53
+"""The most rows a source may have: the likelihood is scaled by ``rows / batch_size`` in
+float64, which holds every integer up to ``2**53`` exactly and rounds larger ones (and int64
+overflows at ``2**63``, flipping the scale's sign). A file declaring more is crafted or corrupt."""
+
+
+def check_max_rows(rows: int, what: str) -> int:
+    """Refuse a row count above :data:`MAX_ROWS`, naming ``what`` declared it.
+
+    Raises
+    ------
+    SourceDataError
+        If ``rows`` is larger than ``2**53``.
+    """
+    if rows > MAX_ROWS:
+        raise SourceDataError(
+            f"{what} declares {rows:,} rows, more than 2**53 = {MAX_ROWS:,}, the most rows a "
+            "stream can scale its likelihood by exactly (a float64 holds integers only up to "
+            "2**53). No real dataset is that large: the count is corrupt or crafted."
+        )
+    return rows
 
 
 @dataclass(frozen=True)
@@ -144,8 +169,9 @@ class BlockSource(Source):
 
     @block_rows.setter
     def block_rows(self, rows: Sequence[int]) -> None:
-        self._block_rows = tuple(int(count) for count in rows)
-        self.num_rows = sum(self._block_rows)
+        block_rows = tuple(int(count) for count in rows)
+        self.num_rows = check_max_rows(sum(block_rows), f"{type(self).__name__}'s blocks")
+        self._block_rows = block_rows
 
     @abstractmethod
     def read_block(self, index: int) -> Chunk:
@@ -195,8 +221,31 @@ def _arrow_to_numpy(obj, where: str) -> np.ndarray:
             )
         arrays.append(np.asarray(column.to_numpy(zero_copy_only=False)))
     if hasattr(obj, "columns"):
-        return np.column_stack(arrays) if arrays else np.empty((obj.num_rows, 0))
+        if not arrays:
+            return np.empty((obj.num_rows, 0))
+        _check_columns_fit(list(zip(names, arrays)), where)
+        return np.column_stack(arrays)
     return arrays[0]
+
+
+def _check_columns_fit(columns: list[tuple[object, np.ndarray]], where: str) -> None:
+    """Refuse columns whose values would change in the common dtype of a matrix.
+
+    int64 above ``2**53`` beside a float column, or uint64 above ``2**63`` beside a signed one:
+    the error names the column and a value.
+    """
+    dtypes = [values.dtype for _, values in columns]
+    if len(set(dtypes)) < 2 or not all(dtype.kind in _NUMERIC_KINDS for dtype in dtypes):
+        return  # one dtype, nothing cast; non-numeric data is refused as such later
+    common = np.result_type(*dtypes)
+    for name, values in columns:
+        check_cast(
+            values,
+            common,
+            f"{where}: column {name!r}",
+            "its values cannot share a matrix with the other columns. Stream this column as an "
+            "output of its own, or convert it in the source to a dtype that holds its values.",
+        )
 
 
 def _native(array: np.ndarray) -> np.ndarray:
@@ -229,6 +278,12 @@ def _pandas_to_numpy(obj: pd.DataFrame | pd.Series, where: str) -> np.ndarray:
         numpy_dtype = getattr(dtype, "numpy_dtype", None)
         dtypes.append(np.dtype(numpy_dtype) if numpy_dtype is not None else np.dtype(object))
     if dtypes and all(dtype.kind in _NUMERIC_KINDS for dtype in dtypes):
+        if len(set(dtypes)) > 1:
+            columns = [
+                (name, frame.iloc[:, j].to_numpy(dtype=dtype))
+                for j, (name, dtype) in enumerate(zip(frame.columns, dtypes))
+            ]
+            _check_columns_fit(columns, where)
         return obj.to_numpy(dtype=np.result_type(*dtypes))
     return obj.to_numpy()
 
@@ -285,12 +340,12 @@ def to_chunk(obj, where: str = "chunk") -> Chunk:
 
 
 def _row_count(value, what: str) -> int:
-    """A number of rows: a positive integer (numpy integers too, never a bool)."""
+    """A number of rows: a positive integer (numpy integers too, never a bool), at most 2**53."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise SourceDataError(f"{what} must be an integer number of rows, got {value!r}.")
     if value < 1:
         raise SourceDataError(f"{what} must be at least 1 row, got {value}.")
-    return int(value)
+    return check_max_rows(int(value), what)
 
 
 def _declared_rows(obj) -> int | None:
@@ -304,20 +359,6 @@ def _declared_rows(obj) -> int | None:
 
 def _spec_of(chunk: Chunk) -> tuple[OutputSpec, ...]:
     return tuple(OutputSpec(part.dtype.newbyteorder("="), part.shape[1:]) for part in chunk)
-
-
-def _changed_by_cast(part: np.ndarray, cast: np.ndarray) -> np.ndarray | None:
-    """Positions of the values that ``part.astype(cast.dtype)`` changed, or None if none did.
-
-    Integers must survive exactly; floats may round, but not overflow to infinity.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        if part.dtype.kind == "f" and cast.dtype.kind == "f":
-            changed = np.isfinite(part) & ~np.isfinite(cast)
-        else:
-            changed = cast.astype(part.dtype) != part
-    changed = np.asarray(changed)
-    return np.flatnonzero(changed.ravel()) if changed.any() else None
 
 
 def _conform(chunk: Chunk, specs: tuple[OutputSpec, ...], where: str) -> Chunk:
@@ -339,20 +380,14 @@ def _conform(chunk: Chunk, specs: tuple[OutputSpec, ...], where: str) -> Chunk:
                     f"{where}, output {i}: dtype {part.dtype} where the first chunk had "
                     f"{spec.dtype}. Give every chunk the same dtype."
                 )
-            with np.errstate(over="ignore", invalid="ignore"):
-                cast = part.astype(spec.dtype)
-            if not np.can_cast(part.dtype, spec.dtype, casting="safe"):
-                changed = _changed_by_cast(part, cast)
-                if changed is not None:
-                    first = changed[0]
-                    raise SourceDataError(
-                        f"{where}, output {i}: {len(changed)} value(s) of dtype {part.dtype} "
-                        f"do not fit the first chunk's dtype {spec.dtype}, which every chunk "
-                        f"is cast to (e.g. {part.ravel()[first].item()!r} would become "
-                        f"{cast.ravel()[first].item()!r}). Give every chunk the same dtype, wide "
-                        f"enough for all of the data (e.g. chunk.astype(np.{part.dtype}))."
-                    )
-            part = cast
+            part = cast_exactly(
+                part,
+                spec.dtype,
+                f"{where}, output {i}",
+                "Give every chunk the same dtype, wide enough for all of the data (e.g. "
+                f"chunk.astype(np.{part.dtype})).",
+                target=f"the first chunk's dtype {spec.dtype}, which every chunk is cast to",
+            )
         conformed.append(part)
     return tuple(conformed)
 
@@ -375,6 +410,13 @@ class ArraySource(Source):
                 f"Aligned sources have different lengths: {', '.join(map(str, lengths))} rows. "
                 "Every output must have one row per observation."
             )
+        for array in arrays:
+            if np.dtype(array.dtype).kind not in _NUMERIC_KINDS:
+                raise SourceDataError(
+                    f"ArraySource got an array of dtype {array.dtype}, which is not real numbers "
+                    "(complex values would lose their imaginary part). Convert it to numbers "
+                    "(e.g. category codes, or the real and imaginary parts as two columns)."
+                )
         self.arrays = tuple(arrays)
         self.num_rows = lengths[0]
         self.specs = _spec_of(self.arrays)

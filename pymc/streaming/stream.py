@@ -121,13 +121,13 @@ class Stream(DataFeed):
         check_finite: bool,
         name: str,
     ):
+        super().__init__(name)
         self.source = source
         self.batch_size = batch_size
         self.shuffle_buffer = shuffle_buffer
         self.prefetch = prefetch
         self.total_size = total_size
         self.check_finite = check_finite
-        self.name = name
         self.seed_given = seed is not None
         # Float data in floatX, as pm.Data converts it: in the buffers and in every batch.
         self.dtypes = tuple(
@@ -189,6 +189,7 @@ class Stream(DataFeed):
                 "this model with its own pm.Minibatch(..., streaming=True)."
             )
         try:
+            super().start(restart=restart, random_seed=random_seed)
             if restart:
                 self.begin_fit(random_seed)
             self._fit_started, self._fit_batches = time.perf_counter(), 0
@@ -224,9 +225,9 @@ class Stream(DataFeed):
             self._interrupted = True  # as in before_step
             raise
         for var, buffer in blocks.items():
-            buffer.container.storage[0] = block[var.output]
+            buffer.set_value(block[var.output], borrow=True)
         for buffer, part in zip(self.buffers, block):
-            buffer.container.storage[0] = part[got - 1]
+            buffer.set_value(part[got - 1], borrow=True)
         self._fit_batches += got
         return got
 
@@ -591,8 +592,7 @@ class Stream(DataFeed):
     def refresh(self) -> None:
         """Put the next batch into the buffers."""
         for buffer, part in zip(self.buffers, self.next_batch()):
-            # The batcher guarantees dtype and shape, so skip set_value's filter: a plain swap.
-            buffer.container.storage[0] = part
+            buffer.set_value(part, borrow=True)  # the batcher's own array: no copy
 
     def __repr__(self) -> str:
         return (

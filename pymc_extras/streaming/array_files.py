@@ -117,6 +117,11 @@ class HDF5Source(ChunkedArraySource):
         :class:`ZarrSource` when they differ), 1 for contiguous datasets, which have no chunks
         to decode. A smaller value saves memory on chunks larger than the shuffle buffer, at
         the cost of decompressing them more than once.
+    allow_external : bool, default False
+        Stream datasets whose data lives in other files: HDF5 external storage (raw data in
+        another file), an external link to another HDF5 file, and a virtual dataset that maps
+        other files. Off, they are refused, naming the dataset and the files it points to: a
+        file given to the source then reads nothing but itself, whoever wrote it.
 
     Raises
     ------
@@ -131,7 +136,8 @@ class HDF5Source(ChunkedArraySource):
         file holds several.
     SourceDataError
         If the file cannot be opened or its metadata read (truncated, corrupt or not HDF5), a
-        named dataset does not exist (the message lists those that do), a dataset is not
+        named dataset does not exist (the message lists those that do) or is a link that loops,
+        a dataset's data lives in another file (unless ``allow_external``), a dataset is not
         numeric, 0-dimensional or empty, or declares more data than the file holds, or the
         datasets have different numbers of rows; when reading, if the file changed or a chunk
         cannot be read, naming the file, the dataset and the rows.
@@ -150,8 +156,15 @@ class HDF5Source(ChunkedArraySource):
     >>> X_mb, y_mb = pm.Minibatch(source, batch_size=100, streaming=True)
     """
 
-    def __init__(self, file_or_dataset, *datasets, read_alignment: int | None = None):
+    def __init__(
+        self,
+        file_or_dataset,
+        *datasets,
+        read_alignment: int | None = None,
+        allow_external: bool = False,
+    ):
         h5py = import_optional("h5py", extra="hdf5", reader="HDF5Source")
+        self._allow_external = bool(allow_external)
         first = file_or_dataset
         owned = is_path(first)
         if owned:
@@ -199,6 +212,8 @@ class HDF5Source(ChunkedArraySource):
                     f"The HDF5 dataset {dataset!r} is closed. Keep its file open while "
                     "streaming, or pass the path: HDF5Source(path, name)."
                 )
+            if not self._allow_external:
+                _check_stored_locally(dataset)
         self._lock = threading.RLock()
         self._owned = owned  # the files were opened here, and are closed here
         self._datasets: tuple | None = tuple(found)
@@ -243,11 +258,24 @@ class HDF5Source(ChunkedArraySource):
                 file.close()
             self._files, self._datasets = (), None
 
-    @staticmethod
-    def _named(h5py, group, names: Sequence) -> list:
+    def _named(self, h5py, group, names: Sequence) -> list:
         def get(name):
-            obj = group.get(name)
+            try:
+                obj = group.get(name)
+            except (RuntimeError, KeyError) as error:
+                return (
+                    f"a link that HDF5 cannot follow ({error}): soft links that lead to each "
+                    "other in a loop, or a link to a file that is not there"
+                )
             if isinstance(obj, h5py.Dataset):
+                if not self._allow_external and obj.file.filename != group.file.filename:
+                    raise SourceDataError(
+                        f"Dataset {name!r} of {group.file.filename!r} is reached through an "
+                        f"external link: its data is dataset {obj.name!r} of another file, "
+                        f"{obj.file.filename!r}. A source reads only the file it is given: "
+                        "pass that file instead, or allow_external=True if you trust the file "
+                        "to name the files it reads."
+                    )
                 return obj
             return "a group, not a dataset" if obj is not None else "not there"
 
@@ -266,7 +294,45 @@ class HDF5Source(ChunkedArraySource):
 
     def __reduce__(self):
         # Open h5py objects do not pickle: a copy opens the files again, read-only.
-        return _reopen_hdf5, (self._where, self._alignment_given)
+        return _reopen_hdf5, (self._where, self._alignment_given, self._allow_external)
+
+
+def _check_stored_locally(dataset) -> None:
+    """Refuse a dataset whose data lives in other files.
+
+    HDF5 external storage (raw data in another file), or a virtual dataset that maps other
+    files; one that maps datasets of its own file (``"."``) reads nothing else.
+
+    Raises
+    ------
+    SourceDataError
+        Naming the dataset and the files its data is in.
+    """
+    where = f"Dataset {dataset.name!r} of {dataset.file.filename!r}"
+    advice = (
+        "A source reads only the file it is given: copy the data into the file, or pass "
+        "allow_external=True if you trust the file to name the files it reads."
+    )
+    external = dataset.external
+    if external:
+        files = ", ".join(repr(name) for name, *_ in external)
+        raise SourceDataError(
+            f"{where} keeps its data in other files (HDF5 external storage): {files}. {advice}"
+        )
+    if dataset.is_virtual:
+        own = os.path.realpath(dataset.file.filename)
+        folder = os.path.dirname(own)
+        names = {source.file_name for source in dataset.virtual_sources()}
+        mapped = sorted(
+            name
+            for name in names
+            if name != "." and os.path.realpath(os.path.join(folder, name)) != own
+        )
+        if mapped:
+            raise SourceDataError(
+                f"{where} is a virtual dataset that maps data of other files: "
+                f"{', '.join(map(repr, mapped))}. {advice}"
+            )
 
 
 def _open_hdf5(h5py, path: str):
@@ -284,11 +350,14 @@ def _open_hdf5(h5py, path: str):
         ) from error
 
 
-def _reopen_hdf5(where: tuple[tuple[str, str], ...], read_alignment: int | None) -> HDF5Source:
+def _reopen_hdf5(
+    where: tuple[tuple[str, str], ...], read_alignment: int | None, allow_external: bool = False
+) -> HDF5Source:
     h5py = import_optional("h5py", extra="hdf5", reader="HDF5Source")
     files: dict[str, Any] = {}
     found = [files.setdefault(name, _open_hdf5(h5py, name))[path] for name, path in where]
     source = HDF5Source.__new__(HDF5Source)
+    source._allow_external = allow_external
     source._init_datasets(found, read_alignment, owned=True)
     return source
 
@@ -321,6 +390,10 @@ class ZarrSource(ChunkedArraySource):
         batcher holds 16 of them, or one when a chunk is larger: chunks of more rows than the
         shuffle buffer cost one chunk of memory per output. A smaller value saves that memory
         at the cost of decoding chunks more than once.
+    allow_external : bool, default False
+        Follow symbolic links that lead out of a local store's folder. Off, a chunk or
+        metadata file that is such a link is refused when it is read, naming it and where it
+        points: a store given to the source then reads nothing but itself.
 
     Raises
     ------
@@ -334,8 +407,9 @@ class ZarrSource(ChunkedArraySource):
     SourceDataError
         If metadata cannot be read, a named array does not exist (the message lists those that
         do), an array is not numeric, 0-dimensional or empty, or the arrays have different
-        numbers of rows; when reading, if a local array's metadata changed or a chunk cannot
-        be decoded, naming the array and the rows.
+        numbers of rows; when reading, if a local array's metadata changed, a chunk cannot
+        be decoded, or a file of a local store is a symbolic link out of it (unless
+        ``allow_external``), naming the array, the rows or the file.
 
     Notes
     -----
@@ -363,8 +437,10 @@ class ZarrSource(ChunkedArraySource):
         *more,
         storage_options: dict | None = None,
         read_alignment: int | None = None,
+        allow_external: bool = False,
     ):
         zarr = import_optional("zarr", extra="zarr", reader="ZarrSource")
+        self._allow_external = bool(allow_external)
         where = os.fspath(array_or_path) if is_path(array_or_path) else repr(array_or_path)
         try:
             first = self._open(zarr, array_or_path, storage_options)
@@ -396,25 +472,34 @@ class ZarrSource(ChunkedArraySource):
                 raise
             raise clear from error
 
-    @staticmethod
-    def _open(zarr, obj, storage_options: dict | None):
+    def _open(self, zarr, obj, storage_options: dict | None):
+        from pymc_extras.streaming.zarr_store import ConfinedLocalStore, confine
+
         if isinstance(obj, zarr.Array | zarr.Group):
-            return obj
+            return obj if self._allow_external else confine(obj)
         if not (is_path(obj) or isinstance(obj, zarr.abc.store.Store)):
             raise InvalidSourceError(
                 f"ZarrSource takes zarr arrays or groups, paths, URLs or stores, got "
                 f"{type(obj).__name__} {obj!r:.60}."
             )
         where = os.fspath(obj) if is_path(obj) else obj
-        if isinstance(where, str) and os.path.isdir(where):
+        local = isinstance(where, str) and os.path.isdir(where)
+        if local:
             # Zarr reads in a thread of its own: a file this process may not read is found
             # here, and named as such.
             for name in ("zarr.json", ".zarray", ".zgroup", ".zattrs"):
                 if os.path.exists(os.path.join(where, name)):
                     readable(os.path.join(where, name))
         options = {} if storage_options is None else {"storage_options": storage_options}
+        target = where
+        if not self._allow_external:
+            # Metadata and chunks alike: no file that a link puts outside the store is read.
+            if local:
+                target, options = ConfinedLocalStore(where), {}
+            elif isinstance(where, zarr.storage.LocalStore):
+                target = ConfinedLocalStore(where.root)
         try:
-            return zarr.open(where, mode="r", **options)
+            return zarr.open(target, mode="r", **options)
         except FileNotFoundError as error:
             raise FileNotFoundError(f"No Zarr array or group at {where!r}.") from error
         except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as error:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pymc.exceptions import SourceDataError
+from pymc.streaming.casting import check_cast
 from pymc.streaming.sources import Chunk, OutputSpec
 
 from pymc_extras.streaming.files import access_error, find_files, readable
@@ -136,7 +137,17 @@ def _matrix(table, names: Sequence[str], dtype: np.dtype, where: str) -> np.ndar
         return np.asarray(columns.to_tensor(row_major=True)).reshape(len(columns), len(names))
     matrix = np.empty((len(columns), len(names)), dtype=dtype)
     for j, name in enumerate(names):
-        matrix[:, j] = columns.column(name).to_numpy(zero_copy_only=False)
+        values = columns.column(name).to_numpy(zero_copy_only=False)
+        # Columns of other types share the matrix's dtype only where no value changes (int64
+        # above 2**53 beside a float column would be rounded): checked by its extremes.
+        check_cast(
+            values,
+            dtype,
+            f"{where}: column {name!r}",
+            "Stream it as an output of its own (columns=[[...], 'name']), or store it in the "
+            "file with a type that holds its values beside the other columns.",
+        )
+        matrix[:, j] = values
     return matrix
 
 
@@ -179,7 +190,23 @@ def find_paths(path, suffix: str | tuple[str, ...] | None, kind: str) -> list[st
         raise FileNotFoundError("No files to read: the list of paths is empty.")
     for file in files:
         readable(file)
+    _check_each_file_once(files)
     return files
+
+
+def _check_each_file_once(files: Sequence[str]) -> None:
+    """Refuse a file named twice (``[folder, folder/a.parquet]``): its rows would count twice."""
+    seen: dict[tuple[int, int], str] = {}
+    for file in files:
+        status = os.stat(file)
+        key = (status.st_dev, status.st_ino)
+        if key in seen:
+            same = "" if seen[key] == file else f" (as {seen[key]!r} and as {file!r})"
+            raise SourceDataError(
+                f"The paths name the file {file!r} twice{same}, so its rows would be read twice "
+                "in every pass. Name each file once: a folder, or the files in it, not both."
+            )
+        seen[key] = file
 
 
 def file_error(error: BaseException, path: str, message: str) -> Exception:

@@ -42,6 +42,13 @@ from pymc_extras.streaming.arrow_columns import (
 from pymc_extras.streaming.csv_files import CSV_BLOCK_BYTES, CSVSource
 from pymc_extras.streaming.files import FileStamps
 from pymc_extras.streaming.optional import import_optional
+from pymc_extras.streaming.parquet_metadata import (
+    check_column_names,
+    check_filter,
+    check_row_counts,
+    crafted_row_count,
+    shadowed_columns,
+)
 
 __all__ = ["CSV_BLOCK_BYTES", "ArrowIPCSource", "CSVSource", "FeatherSource", "ParquetSource"]
 
@@ -149,6 +156,8 @@ class ParquetSource(BlockSource):
                     target, format="parquet", partitioning=partitioning, partition_base_dir=base
                 )
             except arrow_errors() as error:
+                # Schemas that cannot be merged: say why, if a file's columns tell.
+                check_column_names(files, base, partitioning)
                 shown = target if isinstance(target, str) else os.fspath(path)
                 raise file_error(
                     error,
@@ -166,6 +175,10 @@ class ParquetSource(BlockSource):
         self.specs = specs_of(dataset.schema, self._outputs)
         self._columns = column_names(self._outputs)
         self._scan_options = ds.ParquetFragmentScanOptions(pre_buffer=False)
+        if filter is not None:
+            check_filter(dataset, filter, where)
+        # Each file is stamped before its footer is read: a change after that is noticed.
+        self._stamps = FileStamps([], layout="parquet")
         self._blocks: list[tuple[Any, str, int]] = []  # (row group fragment, file, index)
         rows = []
         for fragment in dataset.get_fragments(filter=filter):
@@ -181,11 +194,11 @@ class ParquetSource(BlockSource):
         self.block_rows = tuple(rows)
         # Without a filter, a piece of a row group has a known number of rows.
         self.splits_blocks = filter is None
-        self._stamps = FileStamps(sorted({path for _, path, _ in self._blocks}))
         self._describe = where
 
     def _row_groups(self, fragment):
         """The fragment's row groups with their row counts, after checking its footer."""
+        self._stamps.add(fragment.path)
         try:
             schema = fragment.physical_schema
             pieces = fragment.split_by_row_group(self._filter, schema=self._dataset.schema)
@@ -217,6 +230,10 @@ class ParquetSource(BlockSource):
         import pyarrow.dataset as ds
 
         partition_columns = set(ds.get_partition_keys(fragment.partition_expression))
+        shadowed = sorted(partition_columns & set(schema.names))
+        if shadowed:
+            raise SourceDataError(shadowed_columns(fragment.path, shadowed))
+        check_row_counts(fragment.path, metadata, self._columns)
         expected = self._dataset.schema
         for name in self._columns:
             if name in partition_columns:
@@ -262,8 +279,8 @@ class ParquetSource(BlockSource):
         if not in_file:
             yield from super().iter_block(index, rows)
             return
-        self._stamps.check(path)
         where = f"{path}, row group {group}"
+        declared, decoded = self.block_rows[index], 0
         pending, buffered = [], 0
         errors = arrow_errors()
         handle = None
@@ -280,7 +297,10 @@ class ParquetSource(BlockSource):
             for batch in batches:
                 pending.append(batch)
                 buffered += batch.num_rows
+                decoded += batch.num_rows
                 batch = None  # pending holds it; see below
+                if decoded > declared:
+                    self._raise_row_count(path, where, declared, decoded)
                 while buffered >= rows:
                     table = pa.Table.from_batches(pending)
                     pending, buffered = table.slice(rows).to_batches(), buffered - rows
@@ -289,17 +309,32 @@ class ParquetSource(BlockSource):
                     # _count_decoded includes them: 8 MB less at the peak.
                     table = None
                     self._count_decoded(piece)
+                    # Checked after decoding, one stat per piece: a file that changed before
+                    # or during the read never yields a piece, nor mixes old rows with new.
+                    self._stamps.check(path)
                     yield piece
         except errors as error:
+            self._stamps.check(path)  # a file changed under the read is not corrupt
             raise file_error(error, path, f"Reading {where} failed (corrupt file?)") from error
+        except Exception:
+            self._stamps.check(path)  # e.g. a row group the file no longer has
+            raise
         finally:
             if handle is not None:
                 handle.close()
+        if decoded != declared:
+            self._raise_row_count(path, where, declared, decoded)
         if buffered:
             piece = self._piece(pa.Table.from_batches(pending), constants, where)
             pending = []
             self._count_decoded(piece)
+            self._stamps.check(path)
             yield piece
+
+    def _raise_row_count(self, path: str, where: str, declared: int, read: int) -> None:
+        """A row group of other rows than its footer declared: changed, or crafted."""
+        self._stamps.check(path)
+        raise crafted_row_count(where, declared, read)
 
     def _partition_values(self, piece) -> dict:
         """Streamed columns that hive-style folder names give, with their values in ``piece``."""
@@ -341,7 +376,6 @@ class ParquetSource(BlockSource):
 
     def read_block(self, index: int) -> Chunk:
         piece, path, group = self._blocks[index]
-        self._stamps.check(path)
         where = f"{path}, row group {group}"
         try:
             table = piece.to_table(
@@ -352,7 +386,14 @@ class ParquetSource(BlockSource):
                 fragment_scan_options=self._scan_options,
             )
         except arrow_errors() as error:
+            self._stamps.check(path)  # a file changed under the read is not corrupt
             raise file_error(error, path, f"Reading {where} failed (corrupt file?)") from error
+        except Exception:
+            self._stamps.check(path)
+            raise
+        if table.num_rows != self.block_rows[index]:
+            self._raise_row_count(path, where, self.block_rows[index], table.num_rows)
+        self._stamps.check(path)  # after the read: rows of a file that changed are not returned
         chunk = to_chunk(table, self._outputs, self.specs, where)
         table = None  # freed before it is counted, as in iter_block
         self._count_decoded(chunk)
@@ -393,6 +434,8 @@ class ArrowIPCSource(BlockSource):
     def __init__(self, path, *, columns: Columns = None):
         import_optional("pyarrow", extra="parquet", reader="ArrowIPCSource")
         files = find_paths(path, (".arrow", ".feather", ".ipc"), "Arrow IPC")
+        # Stamped before their footers are read: a change after that is noticed.
+        self._stamps = FileStamps(files, layout="arrow")
         self._blocks: list[tuple[str, int]] = []
         rows = []
         schema = None
@@ -414,7 +457,6 @@ class ArrowIPCSource(BlockSource):
                 "hold no rows. Check the path, or write the data first."
             )
         self.block_rows = tuple(rows)
-        self._stamps = FileStamps(files)
         self._describe = files[0] if len(files) == 1 else f"{len(files)} files in {files[0]!r}..."
 
     def read_block(self, index: int) -> Chunk:
@@ -427,7 +469,6 @@ class ArrowIPCSource(BlockSource):
         import pyarrow.ipc
 
         file, batch = self._blocks[index]
-        self._stamps.check(file)
         where = f"{file}, record batch {batch}"
         try:
             with pa.OSFile(file) as handle:
@@ -436,9 +477,14 @@ class ArrowIPCSource(BlockSource):
             # claims more rows than its buffers hold would otherwise be read past their end.
             table.validate(full=True)
         except arrow_errors() as error:
+            self._stamps.check(file)  # a file changed under the read is not corrupt
             raise file_error(
                 error, file, f"Reading {where} failed (corrupt or crafted file?)"
             ) from error
+        except Exception:
+            self._stamps.check(file)  # e.g. a record batch the file no longer has
+            raise
+        self._stamps.check(file)  # after the read: rows of a file that changed are not returned
         if table.num_rows != self.block_rows[index]:
             raise SourceDataError(
                 f"{where} has {table.num_rows} rows, but had {self.block_rows[index]} when the "

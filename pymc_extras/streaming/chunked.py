@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from pymc.exceptions import SourceDataError, StreamingError
-from pymc.streaming.sources import Chunk, OutputSpec, Source
+from pymc.streaming.sources import Chunk, OutputSpec, Source, check_max_rows
 
 from pymc_extras.streaming.files import FileStamps, access_error
 
@@ -92,6 +92,7 @@ class ChunkedArraySource(Source):
             )
         if rows[0] == 0:
             raise SourceDataError(f"{labels[0]} has no rows.")
+        check_max_rows(int(rows[0]), labels[0])
         self._arrays = tuple(arrays)
         self._labels = tuple(labels)
         self._alignment_given = read_alignment
@@ -127,17 +128,20 @@ class ChunkedArraySource(Source):
             If the process may not read a file.
         """
         start, stop = max(0, int(start)), min(int(stop), self.num_rows)
-        self._stamps.check()
         parts = []
         for output, label in enumerate(self._labels):
             try:
                 part = self._read_rows(output, start, stop)
-            except (MemoryError, StreamingError):
+            except MemoryError:
+                raise
+            except StreamingError:
+                self._stamps.check()  # a file cut short by a change is named as changed
                 raise
             except Exception as error:
                 clear = access_error(error, self._file_of(output) or label)
                 if clear is not None:
                     raise clear from error
+                self._stamps.check()  # a file changed under the read is not corrupt
                 raise SourceDataError(
                     f"Reading rows {start:,}:{stop:,} of {label} failed: "
                     f"{type(error).__name__}: {error}. The file may be truncated or corrupt."
@@ -151,6 +155,10 @@ class ChunkedArraySource(Source):
             if not part.dtype.isnative:
                 part = part.astype(part.dtype.newbyteorder("="))
             parts.append(part)
+        # Checked after the read, not before: rows read from a file that changed before or
+        # during the read (in place, so the lengths agree) are never returned, and one stat per
+        # read is all it costs.
+        self._stamps.check()
         return tuple(parts)
 
     def chunks(self) -> Iterator[Chunk]:

@@ -255,15 +255,16 @@ class EarlyStopping(Callback):
         return self.on == "parameters" or self.average
 
     @property
-    def needs_every_step(self) -> bool:
-        """Whether ``pm.fit`` must run one step per call: to average every step's parameters.
+    def works_on_blocks(self) -> bool:
+        """Whether ``pm.fit`` may run this rule on blocks of steps (``steps_per_call`` > 1).
 
-        ``pm.fit`` on a stream runs many steps per compiled call, and a callback then sees the
-        parameters after the whole block; ``steps_per_call="auto"`` reads this and runs one
-        step per call instead. Watching the parameters (``on="parameters"``) only compares
-        values a window apart, which blocks do not change much.
+        Within a block of many steps per compiled call, a callback sees each step's loss but
+        the parameters after the whole block. Watching the ELBO or the parameters compares
+        windows far longer than a block, which that does not change; averaging the parameters
+        (``average=True``) needs them after every step, so ``pm.fit`` then runs one step per
+        call (and refuses an explicit ``steps_per_call`` > 1).
         """
-        return self.average
+        return not self.average
 
     @property
     def thin(self) -> int:

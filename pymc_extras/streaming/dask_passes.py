@@ -26,10 +26,12 @@ from typing import Any, cast
 import cloudpickle
 import numpy as np
 
+from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import Chunk, Source
 from pytensor.graph.basic import Variable
 from pytensor.tensor.type import TensorType
 
+from pymc_extras.streaming.dask_recipes import ParquetPieces, Recipe, recipes
 from pymc_extras.streaming.passes import PASS_CHUNK_ROWS, data_chunks, split_chunk
 
 __all__ = [
@@ -148,70 +150,47 @@ class _Shipped:
         self.__dict__.update(state)
         self._init_local()
 
-    def run(self, inputs: Any, index: int, first_row: int, computed: Sequence) -> Any:
-        """Partition ``index``, computed, evaluated by the pass object."""
+    def run(self, inputs: Any, index: int, first_row: int, computed: Sequence) -> tuple[int, Any]:
+        """Partition ``index``, computed, evaluated by the pass object: its rows, its result."""
         chunk = self.reader.chunk(index, computed)
         chunk = tuple(np.asarray(part, dtype=dtype) for part, dtype in zip(chunk, self.dtypes))
+        return len(chunk[0]), self._partial(inputs, split_chunk(chunk, self.rows), index, first_row)
+
+    def run_pieces(
+        self, inputs: Any, index: int, first_row: int, pieces: ParquetPieces
+    ) -> tuple[int, Any]:
+        """Partition ``index``, read and evaluated a piece of ``rows`` rows at a time."""
+        read = 0
+
+        def chunks() -> Generator[Chunk]:
+            nonlocal read
+            for frame in pieces.frames(self.rows):
+                chunk = self.reader.chunk(index, [frame], whole=False)
+                read += len(chunk[0])
+                yield tuple(np.asarray(p, dtype=d) for p, d in zip(chunk, self.dtypes))
+
+        partial = self._partial(inputs, chunks(), index, first_row)
+        expected = self.reader.block_rows[index]
+        if read != expected:
+            raise SourceDataError(
+                f"Partition {index} of the data ({pieces.path}) has {read} rows, but "
+                f"{expected} when the source was built. The data changed while it was being "
+                "read, or lengths= is wrong."
+            )
+        return read, partial
+
+    def _partial(self, inputs: Any, chunks: Iterable[Chunk], index: int, first_row: int) -> Any:
         with self._lock:
             if self._kernel is None:
                 self._kernel = cloudpickle.loads(self.payload)
-            chunks = split_chunk(chunk, self.rows)
             return self._kernel.partial(inputs, chunks, first_row=first_row, first=index == 0)
-
-
-class _Recipe:
-    """How to compute one partition (the part of its collections' graph it needs), in a task.
-
-    A plain object, so that Dask hands it to the task as it is instead of computing it first:
-    the task computes the partition itself, with Dask's synchronous scheduler, and evaluates
-    it at once. A partition then never leaves the worker that reads it, which is not so when
-    it is a task of its own: the scheduler may run the evaluation on the other worker and send
-    the partition there (to balance the load), which moves rows.
-    """
-
-    __slots__ = ("graph", "keys")
-
-    def __init__(self, graph: dict, keys: list):
-        self.graph, self.keys = graph, keys
-
-    def compute(self) -> Sequence:
-        from dask.local import get_sync
-
-        return get_sync(self.graph, self.keys)
-
-
-def _recipes(partitions: list[tuple]) -> list[tuple]:
-    """The arguments that give each partition in a task, one tuple per partition.
-
-    A :class:`_Recipe` when the partition's graph is self-contained (files to read, data to
-    generate); else the ``Delayed`` objects themselves: a persisted collection's partitions are
-    in the cluster's memory already, and Dask runs their tasks where they are.
-    """
-    from dask.optimization import cull
-    from distributed import Future
-
-    graph: dict = {}
-    seen: set[int] = set()
-    for parts in partitions:
-        for part in parts:
-            part_graph = part.__dask_graph__()
-            if id(part_graph) not in seen:  # the partitions of a collection share one graph
-                seen.add(id(part_graph))
-                graph.update(part_graph)
-    arguments = []
-    for parts in partitions:
-        keys = [part.key for part in parts]
-        needed, dependencies = cull(graph, keys)
-        # A persisted partition is a Future in the graph: its data is on a worker already.
-        held = any(isinstance(node, Future) for node in needed.values())
-        held = held or any(d not in needed for deps in dependencies.values() for d in deps)
-        arguments.append(tuple(parts) if held else (_Recipe(needed, keys),))
-    return arguments
 
 
 def _run_partition(shipped: _Shipped, inputs: Any, index: int, first_row: int, *computed) -> Any:
     """One task of a pass on a cluster: partition ``index``, computed and evaluated here."""
-    if len(computed) == 1 and isinstance(computed[0], _Recipe):
+    if len(computed) == 1 and isinstance(computed[0], ParquetPieces):
+        return shipped.run_pieces(inputs, index, first_row, computed[0])
+    if len(computed) == 1 and isinstance(computed[0], Recipe):
         computed = tuple(computed[0].compute())
     return shipped.run(inputs, index, first_row, computed)
 
@@ -231,10 +210,13 @@ class PassRunner:
     :class:`~pymc_extras.streaming.dask_source.DaskSource` with a ``distributed.Client``
     (:func:`cluster_of`), the pass is a map over the partitions: each task computes a
     partition on a worker, converts it to arrays there and hands it to the pass object in
-    chunks of at most ``rows`` rows; only the pass object (sent once to each worker, and loaded
+    chunks of at most ``rows`` rows; a partition that is a plain read of Parquet row groups
+    (``dask.dataframe.read_parquet`` without filters) is read a piece at a time as it is
+    evaluated, instead of whole. Only the pass object (sent once to each worker, and loaded
     there once), the inputs of the pass and the partial results travel. Over any other source
-    the pass reads :func:`~pymc_extras.streaming.passes.data_chunks` here. Either way, the
-    partial results come back in the order of the data.
+    the pass reads :func:`~pymc_extras.streaming.passes.data_chunks` here, a thread reading
+    ahead while the pass object evaluates. Either way, the partial results come back in the
+    order of the data, and every pass must read the rows the source declares.
 
     Faults on a cluster: a task whose worker dies is run again elsewhere by Dask (up to
     ``distributed.scheduler.allowed-failures`` times), so the result is unchanged; past that,
@@ -252,8 +234,18 @@ class PassRunner:
     placeholders : sequence of Variable
         One per output of the source: the chunks are cast to their dtypes.
     rows : int, default PASS_CHUNK_ROWS
-        Most rows in one chunk handed to ``kernel`` (65,536). A worker holds its partition
-        whole (as Dask computes it) and hands it over in views of this many rows.
+        Most rows in one chunk handed to ``kernel`` (65,536). A worker reads a plain Parquet
+        partition in pieces of at most this many rows (16,384 at a time); it holds any other
+        partition whole, as Dask computes it, and hands it over in views of this many rows.
+    num_rows : int, optional
+        The rows every pass must read: by default the source's own count
+        (``source.num_rows``), else the rows of the first complete pass.
+
+    Raises
+    ------
+    SourceDataError
+        From a pass that reads more or fewer rows than ``num_rows``: as soon as it has read
+        more, or at its end. The pass is abandoned: its partial results must not be used.
 
     Attributes
     ----------
@@ -285,11 +277,13 @@ class PassRunner:
         placeholders: Sequence[Variable],
         *,
         rows: int = PASS_CHUNK_ROWS,
+        num_rows: int | None = None,
     ):
         self.kernel = kernel
         self.source = source
         self.placeholders = list(placeholders)
         self.rows = int(rows)
+        self.num_rows = source.num_rows if num_rows is None else int(num_rows)
         self.traffic: PassTraffic | None = None
         self._shipped: _Shipped | None = None
         self._on_cluster: tuple[Any, Any] | None = None  # (client, future of _Shipped)
@@ -314,13 +308,33 @@ class PassRunner:
 
     def _run_here(self, inputs: Any) -> Generator[Any]:
         self.traffic = None
-        first_row = 0
+        read = 0
         chunks = data_chunks(self.source, self.placeholders, rows=self.rows)
         with contextlib.closing(chunks):
-            for chunk in chunks:
-                first = first_row == 0
-                yield self.kernel.partial(inputs, [chunk], first_row=first_row, first=first)
-                first_row += len(chunk[0])
+            for index, chunk in enumerate(chunks):
+                size = len(chunk[0])
+                self._check_rows(read + size, ended=False)
+                yield self.kernel.partial(inputs, [chunk], first_row=read, first=index == 0)
+                read += size
+        self._check_rows(read, ended=True)
+
+    def _check_rows(self, read: int, *, ended: bool) -> None:
+        """Refuse a pass that has read more rows than every pass must, or ended with fewer."""
+        expected = self.num_rows
+        if expected is None:
+            if ended:  # the first complete pass says how many rows the others must read
+                self.num_rows = read
+            return
+        if read > expected or (ended and read != expected):
+            count = f"more than {expected} (at least {read})" if read > expected else read
+            raise SourceDataError(
+                f"A full-data pass over {self.source!r} read {count} rows, but the source "
+                f"declares {expected} rows (its row count, or the total_size it was given). "
+                "Every pass must read the same rows, or the log densities it adds up belong "
+                "to different data: the data changed while it was being read, or total_size "
+                "is wrong. The pass was abandoned and nothing of it was used; make the source "
+                "yield the same rows at every pass, or give the right total_size."
+            )
 
     def _run_on_cluster(self, client: Any, inputs: Any) -> Generator[Any]:
         import dask
@@ -338,7 +352,7 @@ class PassRunner:
         run = dask.delayed(_run_partition, pure=False)
         tag = f"full-data-pass-{uuid.uuid4().hex[:12]}"  # the name its tasks show in Dask
         if self._recipes is None:
-            self._recipes = _recipes(source.partitions())
+            self._recipes = recipes(source.partitions())
         tasks = [
             run(shipped, inputs_future, index, starts[index], *parts, dask_key_name=(tag, index))
             for index, parts in enumerate(self._recipes)
@@ -352,7 +366,7 @@ class PassRunner:
         futures: list[Any] = client.compute(tasks)
         completed = as_completed(futures)
         position = {future.key: index for index, future in enumerate(futures)}
-        received = 0
+        received = read = 0
         finished = False
         try:
             done: dict[int, Any] = {}
@@ -363,11 +377,14 @@ class PassRunner:
                     _raise(future, index, starts[index], block_rows[index])
                 done[index] = future
                 while following in done:
-                    partial = done.pop(following).result()
+                    rows, partial = done.pop(following).result()
                     futures[following] = None  # released: nothing of it stays on the cluster
                     received += len(cloudpickle.dumps(partial))
+                    read += rows
+                    self._check_rows(read, ended=False)
                     following += 1
                     yield partial
+            self._check_rows(read, ended=True)
             finished = True
         finally:
             completed.clear()

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from pymc.exceptions import InvalidSourceError, SourceDataError
+from pymc.streaming.casting import cast_exactly, check_cast
 from pymc.streaming.sources import BlockSource, Chunk, OutputSpec
 
 from pymc_extras.streaming.optional import import_optional
@@ -71,14 +72,22 @@ class _Collection:
         return self.obj.partitions[index]
 
     def outputs(self, result, where: str) -> list[np.ndarray]:
+        """The outputs of a computed partition, each in the dtype its metadata declared.
+
+        A partition whose values the declared dtype would change (a ``meta`` of int64 over
+        floats, text where it says float64, complex values, int64 above ``2**53`` in a matrix
+        with a float column) is refused, naming the column and a value; one that only differs
+        in dtype is converted.
+        """
         if self.kind == "array":
-            return [np.asarray(result)]
+            array = np.asarray(result)
+            return [cast_exactly(array, self.dtypes[0], where, _META_ADVICE)]
         arrays = []
         for selection, dtype in zip(self.selections, self.dtypes):
             names = [selection] if isinstance(selection, str) else selection or [result.name]
             for name in names:
+                column = result if selection is None else result[name]
                 if name in self.nullable:
-                    column = result if selection is None else result[name]
                     nulls = int(column.isna().sum())
                     if nulls:
                         raise SourceDataError(
@@ -86,9 +95,29 @@ class _Collection:
                             "minibatches need complete numeric data: drop or impute the nulls "
                             "in the Dask collection (e.g. df.dropna() or df.fillna(...))."
                         )
+                _check_column(column, name, dtype, where)
             values = result if selection is None else result[selection]
             arrays.append(values.to_numpy(dtype=dtype))
         return arrays
+
+
+_META_ADVICE = (
+    "The collection's metadata (its meta or dtype, e.g. of map_partitions or map_blocks) "
+    "must say what its partitions hold: give the right meta, or convert the values with "
+    "astype before streaming."
+)
+
+
+def _check_column(column, name, dtype: np.dtype, where: str) -> None:
+    """Refuse a computed column whose values ``dtype`` would change; one pass, where it differs.
+
+    The column's dtype is what was computed, which a collection's ``meta`` does not promise.
+    """
+    own = _numpy_dtype(column.dtype)
+    if own is not None and own == dtype:  # not `own == dtype`: np.dtype(None) is float64
+        return
+    values = column.to_numpy() if own is None else column.to_numpy(dtype=own)
+    check_cast(values, dtype, f"{where}: column {name!r}", _META_ADVICE)
 
 
 @dataclass(frozen=True)
@@ -372,7 +401,10 @@ class DaskSource(BlockSource):
 
     def _read(self, indices: list[int], rows: int | None = None) -> list[Chunk]:
         pieces = [[c.piece(index, rows) for index in indices] for c in self._collections]
-        results = self._compute(pieces)
+        try:
+            results = self._compute(pieces)
+        except Exception as error:
+            raise self._partition_error(error, indices) from error
         reader = self.partition_reader()
         return [
             reader.chunk(index, [computed[k] for computed in results], whole=rows is None)
@@ -396,6 +428,30 @@ class DaskSource(BlockSource):
                     results[i] = computed[n * size : (n + 1) * size]
         return results
 
+    def _partition_error(self, error: Exception, indices: list[int]) -> Exception:
+        """``error`` of computing partitions ``indices``, saying which, and which files they read.
+
+        A file that pyarrow cannot read (changed or corrupted after Dask planned the
+        partitions) is a :class:`SourceDataError`; other errors keep their type, with a note.
+        """
+        shown = f"partition {indices[0]}" if len(indices) == 1 else f"one of partitions {indices}"
+        labels = " and ".join(c.label for c in self._collections)
+        paths = sorted({path for c in self._collections for path in _read_paths(c.obj)})
+        more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+        reads = f" (it reads {', '.join(map(repr, paths[:3]))}{more})" if paths else ""
+        where = f"{shown} of {labels}{reads}"
+        if isinstance(error, PermissionError | FileNotFoundError):
+            error.add_note(f"While computing {where}.")
+            return error
+        if isinstance(error, OSError) or type(error).__module__.startswith("pyarrow"):
+            return SourceDataError(
+                f"Computing {where} failed: {type(error).__name__}: {str(error).strip()}. A file "
+                "it reads is corrupt, or changed after Dask planned the partitions: read the "
+                "data again (dd.read_parquet(...)) and build the source on it."
+            )
+        error.add_note(f"While computing {where}.")
+        return error
+
     def __getstate__(self) -> dict[str, Any]:
         # A distributed Client does not pickle: a copy computes with Dask's default scheduler,
         # which is the client active where it runs, if there is one.
@@ -406,6 +462,26 @@ class DaskSource(BlockSource):
 
     def __repr__(self) -> str:
         return f"DaskSource({', '.join(c.label for c in self._collections)})"
+
+
+def _read_paths(obj) -> list[str]:
+    """The paths a Dask DataFrame's readers were given (``dd.read_parquet(path)``), if any.
+
+    For error messages only: a collection Dask cannot describe so gives none.
+    """
+    expr = getattr(obj, "expr", None)
+    if expr is None:
+        return []
+    try:
+        nodes = list(expr.walk())
+    except Exception:  # an expression of another Dask version
+        return []
+    paths: list[str] = []
+    for node in nodes:
+        if "path" in getattr(node, "_parameters", ()):
+            path = node.operand("path")
+            paths.extend([path] if isinstance(path, str) else list(path or ()))
+    return [str(path) for path in paths]
 
 
 def _is_client(scheduler) -> bool:

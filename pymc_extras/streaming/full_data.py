@@ -16,13 +16,15 @@
 import numbers
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from pymc.data_feed.guard import values_read_by
 from pymc.exceptions import StreamingNotSupportedError
 from pymc.model import Model, modelcontext
 from pymc.pytensorf import compile, join_nonshared_inputs
@@ -32,8 +34,10 @@ from pytensor.graph.basic import Variable
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.math import variadic_add
+from threadpoolctl import threadpool_limits
 
 from pymc_extras.streaming.dask_passes import PartitionPass, PassRunner, PassTraffic
+from pymc_extras.streaming.pass_mode import pass_mode
 from pymc_extras.streaming.passes import MinibatchedData, full_data_model
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FullDataLogp", "PassResult"]
@@ -76,8 +80,10 @@ class _LogpPass(PartitionPass):
     """The compiled evaluation of one block of data terms, summed over chunks of rows.
 
     Runs here or on the workers of a Dask cluster (:class:`~pymc_extras.streaming.dask_passes.
-    PassRunner`). The inputs of a pass are ``(grad_points, value_points, rows_per_call,
-    once)``; with ``once``, the first chunk of the pass also adds the terms that read no data.
+    PassRunner`). The inputs of a pass are ``(grad_points, value_points, rows_per_call)``.
+    ``fn(grad_points, value_points, *rows)`` returns the log density and gradient of the data
+    terms of some rows at the gradient points and their log density at the value points,
+    vectorised over the points.
     """
 
     def __init__(self, fn: Function):
@@ -93,28 +99,23 @@ class _LogpPass(PartitionPass):
     def partial(
         self, inputs: Any, chunks: Iterable[Chunk], *, first_row: int, first: bool
     ) -> _Sums:
-        grad_points, value_points, rows_per_call, once = inputs
-        none = grad_points[:0]
+        grad_points, value_points, rows_per_call = inputs
+        # Each call evaluates in the model's dtype; the sums over calls are kept in float64.
         logp = np.zeros(len(grad_points))
         grad = np.zeros(grad_points.shape)
         value_logp = np.zeros(len(value_points))
         rows = 0
+        fn = self.fn
         for chunk in chunks:
-            if first and once:
-                # The terms without data, with no rows: once per pass. Each call evaluates in
-                # the model's dtype; the sums over calls are kept in float64.
-                out = self.fn(grad_points, value_points, none, none, *(a[:0] for a in chunk))
+            size = len(chunk[0])
+            # Calls of equal rows, none above rows_per_call: no short call at the end.
+            calls = -(-size // rows_per_call)
+            step = -(-size // calls) if calls else 0
+            for start in range(0, size, step or 1):
+                out = fn(grad_points, value_points, *(a[start : start + step] for a in chunk))
                 logp += out[0]
                 grad += out[1]
                 value_logp += out[2]
-            first = False
-            size = len(chunk[0])
-            for start in range(0, size, rows_per_call):
-                part = [a[start : start + rows_per_call] for a in chunk]
-                out = self.fn(none, none, grad_points, value_points, *part)
-                logp += out[3]
-                grad += out[4]
-                value_logp += out[5]
             rows += size
         return _Sums(logp, grad, value_logp, rows)
 
@@ -132,7 +133,8 @@ def _logp_terms(model: Model, data, *, jacobian: bool) -> tuple[list[Variable], 
     """The summed logp term of each variable and potential, and whether it reads the data."""
     variables = model.free_RVs + model.observed_RVs + model.potentials
     terms = [pt.sum(term) for term in model.logp(variables, jacobian=jacobian, sum=False)]
-    reads = [any(v in data for v in ancestors([term])) for term in terms]
+    # What reads only the data's shape (shape=X_mb.shape[1]) does not read the data.
+    reads = [any(v in data for v in values_read_by([term])) for term in terms]
     for rv, term_reads in zip(model.free_RVs, reads):
         if term_reads:
             raise StreamingNotSupportedError(
@@ -184,6 +186,13 @@ class FullDataLogp:
         regression on 10 float64 features are 5 MB of data and 0.5 MB per intermediate.
         A pass also holds one chunk as the source yields it (and ``READ_AHEAD`` more for
         sources other than arrays in memory, read by a background thread).
+    blas_cores : int or None, default 1
+        Threads of the BLAS library (OpenBLAS, MKL) while a pass runs, set for the pass by
+        ``threadpoolctl`` and restored after it, as ``pm.sample(blas_cores=...)`` does. A pass
+        evaluates on one core while a thread reads the next chunk on another; BLAS threads
+        would take that core from the reader, and for a pass's small matrix products they
+        cost more than they save (up to several times the pass on a loaded 2-core machine).
+        None leaves the process's setting alone; Pathfinder passes its own ``blas_cores``.
     compile_kwargs : dict, optional
         Passed to :func:`pymc.pytensorf.compile`.
 
@@ -226,10 +235,12 @@ class FullDataLogp:
         *,
         jacobian: bool = True,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        blas_cores: int | None = 1,
         compile_kwargs: dict | None = None,
     ):
         model = modelcontext(model)
         self.chunk_size = chunk_size
+        self.blas_cores = blas_cores
         compile_kwargs = dict(compile_kwargs or {})
         self.model = model
         self.passes = 0
@@ -248,15 +259,16 @@ class FullDataLogp:
         self.ndim = int(sum(np.size(self._point[v.name]) for v in model.value_vars))
         (once_logp, *block_logps), x = join_nonshared_inputs(self._point, sums, value_vars)
         self._dtype = np.dtype(x.dtype)  # the model's: floatX, for value variables
+        # The terms without data, evaluated here once per pass (on a cluster too).
+        self._once_fn = self._compile(x, once_logp, [], compile_kwargs)
         self._blocks = []
-        for index, ((members, _), logp) in enumerate(zip(groups, block_logps)):
+        for (members, _), logp in zip(groups, block_logps):
             sources = [member.source() for member in members]
             placeholders = [p for member in members for p in member.placeholders]
-            # The first block's function also evaluates the terms without data.
-            once = once_logp if index == 0 else pt.zeros((), dtype=once_logp.dtype)
             source = sources[0] if len(sources) == 1 else ZippedSource(sources)
-            kernel = _LogpPass(self._compile(x, once, logp, placeholders, compile_kwargs))
-            runner = PassRunner(kernel, source, placeholders)
+            kernel = _LogpPass(self._compile(x, logp, placeholders, compile_kwargs))
+            declared = [m.num_rows for m in members if m.num_rows is not None]
+            runner = PassRunner(kernel, source, placeholders, num_rows=next(iter(declared), None))
             self._blocks.append(_DataBlock(source, placeholders, runner))
 
     # --- building -------------------------------------------------------------------------
@@ -278,25 +290,24 @@ class FullDataLogp:
         return blocks
 
     @staticmethod
-    def _compile(x, once_logp, data_logp, placeholders, compile_kwargs):
-        """Compile one call of a pass: value and gradient at some points, value at others.
+    def _compile(x, logp, placeholders, compile_kwargs) -> Function:
+        """Compile ``logp`` and its gradient, vectorised over points, as one call of a pass.
 
-        Inputs: points for the terms without data (with and without gradient, given on the
-        first call of a pass only, empty afterwards), points for the data terms (likewise), and
-        the rows of data. One function, vectorised over the rows of each set of points.
+        Inputs: points with gradient, points without, then ``placeholders`` (the rows of data;
+        none for the terms without data). Outputs: the log density and gradient at the first
+        points, the log density at the others. Compiled in :func:`~pymc_extras.streaming.
+        pass_mode.pass_mode`: on Numba, the code releases the GIL while it runs, so that the
+        reader thread decodes meanwhile.
         """
-        once_grad = pytensor.grad(once_logp, x, disconnected_inputs="ignore")
-        data_grad = pytensor.grad(data_logp, x, disconnected_inputs="ignore")
-        point_sets = [pt.matrix(name, dtype=x.dtype) for name in ("once_g", "once_v", "g", "v")]
-        once_g, once_v, data_g, data_v = point_sets
+        grad = cast(Variable, pytensor.grad(logp, x, disconnected_inputs="ignore"))
+        grad_points, value_points = (pt.matrix(name, dtype=x.dtype) for name in ("g", "v"))
         outputs = [
-            *vectorize_graph([once_logp, once_grad], replace={x: once_g}),
-            vectorize_graph(once_logp, replace={x: once_v}),
-            *vectorize_graph([data_logp, data_grad], replace={x: data_g}),
-            vectorize_graph(data_logp, replace={x: data_v}),
+            *vectorize_graph([logp, grad], replace={x: grad_points}),
+            cast(Variable, vectorize_graph(logp, replace={x: value_points})),
         ]
         options = {"on_unused_input": "ignore", **compile_kwargs}
-        fn = compile([*point_sets, *placeholders], outputs, **options)
+        options["mode"] = pass_mode(options.get("mode"))
+        fn = compile([grad_points, value_points, *placeholders], outputs, **options)
         fn.trust_input = True
         return fn
 
@@ -309,6 +320,21 @@ class FullDataLogp:
     @chunk_size.setter
     def chunk_size(self, value: int) -> None:
         self._chunk_size = _check_chunk_size(value)
+
+    @property
+    def blas_cores(self) -> int | None:
+        """BLAS threads while a pass runs (None: as the process has them); may be changed."""
+        return self._blas_cores
+
+    @blas_cores.setter
+    def blas_cores(self, value: int | None) -> None:
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(
+                    f"blas_cores must be a positive number of threads or None, got {value!r}."
+                )
+            value = int(value)
+        self._blas_cores = value
 
     @property
     def sources(self) -> list[Source]:
@@ -335,6 +361,9 @@ class FullDataLogp:
 
         Raises
         ------
+        SourceDataError
+            If a source yields more or fewer rows than it declares (its row count, or the
+            ``total_size`` it was given): every pass must read the same rows.
         Exception
             Whatever the source raised while being read, with its original type and traceback.
         """
@@ -342,19 +371,26 @@ class FullDataLogp:
         value_points = self._as_points(value_points, "value_points")
         # Each call evaluates in the model's dtype; the sums are kept in float64, added in the
         # order of the data (chunk by chunk here, partition by partition on a cluster).
-        logp = np.zeros(len(grad_points))
-        grad = np.zeros(grad_points.shape)
-        value_logp = np.zeros(len(value_points))
+        once = self._once_fn(grad_points, value_points)
+        logp, grad, value_logp = (np.array(out, dtype=np.float64) for out in once)
         rows_per_call = max(1, self.chunk_size // max(len(grad_points) + len(value_points), 1))
+        inputs = (grad_points, value_points, rows_per_call)
+        rows = 0
+        limit = nullcontext()
+        if self.blas_cores is not None:
+            limit = threadpool_limits(limits=self.blas_cores, user_api="blas")
+        with limit:
+            for block in self._blocks:
+                with block.runner.run(inputs) as partials:
+                    for sums in partials:
+                        logp += sums.logp
+                        grad += sums.grad
+                        value_logp += sums.value_logp
+                        rows += sums.rows
+        # Counted once the pass is whole: a pass that failed (a source's error, or rows other
+        # than the source declares) returns nothing.
         self.passes += 1
-        for index, block in enumerate(self._blocks):
-            inputs = (grad_points, value_points, rows_per_call, index == 0)
-            with block.runner.run(inputs) as partials:
-                for sums in partials:
-                    logp += sums.logp
-                    grad += sums.grad
-                    value_logp += sums.value_logp
-                    self.rows_read += sums.rows
+        self.rows_read += rows
         return PassResult(logp=logp, grad=grad, value_logp=value_logp)
 
     @property

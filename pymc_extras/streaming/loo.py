@@ -14,11 +14,12 @@
 """Sub-sampled PSIS-LOO of a streaming model: a point approximation over all rows in one pass."""
 
 import contextlib
-import os
+import io
+import tempfile
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import arviz_stats
 import numpy as np
@@ -27,11 +28,13 @@ import xarray as xr
 
 from arviz_base import rcParams
 from arviz_stats.utils import ELPDDataLOOSubsample
+from pymc.exceptions import SourceDataError
 from pymc.model import Model, modelcontext
 from scipy.special import logsumexp
 from xarray import DataTree
 
 from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE
+from pymc_extras.streaming.output_files import OutputFiles
 from pymc_extras.streaming.passes import data_chunks
 from pymc_extras.streaming.pointwise import ChunkLogLikelihood, Draws, choose_block
 from pymc_extras.streaming.rows import DataBlock, RowPicker, as_rows, data_blocks, holding_rows
@@ -42,53 +45,54 @@ LOO_FILES = ("elpd_loo_approx.npy", "elpd_i.npy", "pareto_k.npy")
 """The per-row arrays ``loo_subsample(..., pointwise_dir=...)`` writes, one float64 per row."""
 
 
-class _RowVector:
-    """A float64 value per row of the data, filled chunk by chunk: in memory or in a .npy file.
+_NPY_HEADER_BYTES = 128
+"""Bytes of the ``.npy`` header of a float64 vector: 128 for any number of rows below 2**63, as
+numpy pads headers to a multiple of 64 bytes. Written after the pass, once the rows are counted."""
 
-    On disk, it is written with plain writes (never a writable memory map, whose dirty pages
-    would count in the process's memory) and read back as a read-only memory map.
+
+def _npy_header(rows: int) -> bytes:
+    buffer = io.BytesIO()
+    header = {"descr": "<f8", "fortran_order": False, "shape": (rows,)}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    if buffer.tell() != _NPY_HEADER_BYTES:
+        raise RuntimeError(f"A .npy header of {rows} rows takes {buffer.tell()} bytes, not 128.")
+    return buffer.getvalue()
+
+
+class _RowVector:
+    """A float64 value per row of the data, appended chunk by chunk to a ``.npy`` file.
+
+    Nothing is allocated from the number of rows a source declares: the file grows as rows
+    arrive, and its header is written once the pass has counted them. It is written with plain
+    writes (never a writable memory map, whose dirty pages would count in the process's
+    memory) and read back as a read-only memory map of the file written, whatever its name
+    becomes: memory holds only what the system caches of it.
     """
 
-    def __init__(self, rows: int, path: Path | None, fill: float | None = None):
-        self.rows, self.path, self._fill = rows, path, fill
-        self._filled = 0
-        if path is None:
-            self._array = np.full(rows, np.nan if fill is None else fill)
-            return
-        header = {"descr": "<f8", "fortran_order": False, "shape": (rows,)}
-        self._file = open(path, "wb")
-        np.lib.format.write_array_header_1_0(self._file, header)
-        self._offset = self._file.tell()
+    def __init__(self, file: BinaryIO, fill: float | None = None):
+        self._file, self._fill = file, fill
+        self.rows = 0
+        file.seek(_NPY_HEADER_BYTES)
 
     def append(self, values: np.ndarray | None, count: int) -> None:
-        if self.path is None:
-            if values is not None:
-                self._array[self._filled : self._filled + count] = values
-        else:
-            block = np.full(count, self._fill) if values is None else values
-            self._file.write(np.ascontiguousarray(block, dtype="<f8").tobytes())
-        self._filled += count
+        block = np.full(count, self._fill) if values is None else values
+        self._file.write(np.ascontiguousarray(block, dtype="<f8").tobytes())
+        self.rows += count
 
     def put(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Set the values of some rows, after the pass."""
-        if self.path is None:
-            self._array[rows] = values
-            return
-        descriptor = self._file.fileno()
         for row, value in zip(rows, np.asarray(values, dtype="<f8")):
-            os.pwrite(descriptor, value.tobytes(), self._offset + 8 * int(row))
+            self._file.seek(_NPY_HEADER_BYTES + 8 * int(row))
+            self._file.write(value.tobytes())
 
     def finish(self) -> xr.DataArray:
-        if self._filled != self.rows:
-            raise ValueError(f"The data had {self._filled} rows where {self.rows} were expected.")
-        if self.path is None:
-            return xr.DataArray(self._array, dims=["row"])
-        self._file.close()
-        return xr.DataArray(np.load(self.path, mmap_mode="r"), dims=["row"])
-
-    def abandon(self) -> None:
-        if self.path is not None and not self._file.closed:
-            self._file.close()
+        self._file.seek(0)
+        self._file.write(_npy_header(self.rows))
+        self._file.flush()
+        values = np.memmap(
+            self._file, dtype="<f8", mode="r", offset=_NPY_HEADER_BYTES, shape=(self.rows,)
+        )
+        return xr.DataArray(values, dims=["row"])
 
 
 @dataclass
@@ -153,6 +157,7 @@ def loo_subsample(
     seed=315,
     pointwise: bool | None = None,
     pointwise_dir=None,
+    overwrite: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     compile_kwargs: dict | None = None,
 ) -> ELPDDataLOOSubsample:
@@ -177,9 +182,14 @@ def loo_subsample(
     ``arviz_stats.loo_subsample``'s with the full log-likelihood in memory.
 
     Memory: the pass holds one chunk (``chunk_size // draws`` rows per compiled call with
-    ``method="lpd"``), and the subsample's rows; the per-row vectors that ``az.compare`` needs
-    (``pointwise=True``: the approximation, and ``elpd_i`` and ``pareto_k``, NaN outside the
-    subsample) take 24 bytes per row, in memory, or on disk with ``pointwise_dir``.
+    ``method="lpd"``), and the subsample's rows, whatever the number of rows. The per-row
+    vectors that ``az.compare`` needs (``pointwise=True``: the approximation, and ``elpd_i``
+    and ``pareto_k``, NaN outside the subsample) take 24 bytes per row **on disk**: they are
+    written chunk by chunk as the rows arrive (never allocated from the number of rows a source
+    declares) and returned as read-only memory maps, whose pages are the system's file cache.
+    Without ``pointwise_dir`` they are unnamed temporary files in the temporary folder
+    (``TMPDIR``; give it a disk with room, as a ``tmpfs`` there is memory), which disappear
+    with the result.
 
     Parameters
     ----------
@@ -205,8 +215,15 @@ def loo_subsample(
         Keep per-row vectors (needed by ``az.compare``). Defaults to
         ``rcParams["stats.ic_pointwise"]``.
     pointwise_dir : str or Path, optional
-        A folder where the per-row vectors are written as ``.npy`` files
-        (:data:`LOO_FILES`) and memory-mapped, instead of held in memory.
+        A folder where the per-row vectors are kept as ``.npy`` files (:data:`LOO_FILES`),
+        memory-mapped. They appear only when the call succeeds (written under temporary names,
+        renamed into place), never through symbolic links. A folder that holds another
+        result's files is refused, unless ``overwrite=True``; a result already returned keeps
+        its own values even then (its memory maps hold the replaced files, which the system
+        frees when the result is gone). Comparing models, give each its own folder to keep
+        both on disk.
+    overwrite : bool, default False
+        Replace the files of another result in ``pointwise_dir``.
     chunk_size : int, default 65,536
         Values evaluated per compiled call.
     compile_kwargs : dict, optional
@@ -223,6 +240,13 @@ def loo_subsample(
     ValueError
         If the method is unknown, the source cannot tell its number of rows, or only one of
         ``log_p`` and ``log_q`` is given.
+    SourceDataError
+        If the source yields more or fewer rows than it says it has.
+    FileExistsError
+        If a file of :data:`LOO_FILES` in ``pointwise_dir`` is a symbolic link, or exists and
+        ``overwrite`` is False.
+    FileNotFoundError
+        If ``pointwise_dir`` is not a folder.
 
     References
     ----------
@@ -251,57 +275,54 @@ def loo_subsample(
             "computes both."
         )
     pointwise = rcParams["stats.ic_pointwise"] if pointwise is None else bool(pointwise)
-    full_model, blocks = data_blocks(model)
-    block, names = choose_block(full_model, blocks, var_name, deterministics=False)
-    if len(names) != 1:
-        raise ValueError(f"The model has several observed variables {names}: pass var_name.")
-    [var_name] = names
-    n = block.num_rows
-    if n is None:
-        raise ValueError(
-            "The source cannot tell its number of rows, which the estimator needs; give the "
-            "stream total_size=, or use a source that knows its size."
-        )
-    chosen = as_rows(observations, n, seed=seed)
-    draws = Draws.from_posterior(idata, full_model)
-    point = draws.mean() if method == "plpd" else draws
-    loglik = ChunkLogLikelihood(full_model, block, [var_name], **(compile_kwargs or {}))
     folder = None if pointwise_dir is None else Path(pointwise_dir)
     if folder is not None and not folder.is_dir():
         raise FileNotFoundError(f"pointwise_dir {str(folder)!r} is not a folder.")
-    vectors = []
-    if pointwise:
-        paths = [None] * 3 if folder is None else [folder / name for name in LOO_FILES]
-        vectors = [_RowVector(n, path, fill) for path, fill in zip(paths, (None, np.nan, np.nan))]
-    try:
+    # The outputs are opened (and refused) first, before anything is compiled or read.
+    with OutputFiles(overwrite=overwrite) as outputs, contextlib.ExitStack() as scratch:
+        files: list[BinaryIO] = []
+        if pointwise and folder is not None:
+            files = [outputs.file(folder / name) for name in LOO_FILES]
+        elif pointwise:  # unnamed files, gone with the result's memory maps
+            files = [scratch.enter_context(tempfile.TemporaryFile()) for _ in LOO_FILES]
+        vectors = [_RowVector(file, fill) for file, fill in zip(files, (None, np.nan, np.nan))]
+        full_model, blocks = data_blocks(model)
+        block, names = choose_block(full_model, blocks, var_name, deterministics=False)
+        if len(names) != 1:
+            raise ValueError(f"The model has several observed variables {names}: pass var_name.")
+        [var_name] = names
+        n = block.num_rows
+        if n is None:
+            raise ValueError(
+                "The source cannot tell its number of rows, which the estimator needs; give "
+                "the stream total_size=, or use a source that knows its size."
+            )
+        chosen = as_rows(observations, n, seed=seed)
+        draws = Draws.from_posterior(idata, full_model)
+        point = draws.mean() if method == "plpd" else draws
+        loglik = ChunkLogLikelihood(full_model, block, [var_name], **(compile_kwargs or {}))
         approx, rows, approx_sample = _pass(
-            block, loglik, var_name, point, method, chosen, vectors, chunk_size
+            block, loglik, var_name, point, method, chosen, vectors, chunk_size, n
         )
-    except BaseException:
-        for vector in vectors:
-            vector.abandon()
-        raise
-    if approx.rows != n:
-        raise ValueError(f"The source yielded {approx.rows} rows, but says it has {n}.")
-    return _estimate(
-        idata,
-        full_model,
-        blocks,
-        block,
-        rows,
-        chosen,
-        approx,
-        approx_sample,
-        var_name,
-        log_p,
-        log_q,
-        vectors,
-        n,
-        draws.size,
-    )
+        return _estimate(
+            idata,
+            full_model,
+            blocks,
+            block,
+            rows,
+            chosen,
+            approx,
+            approx_sample,
+            var_name,
+            log_p,
+            log_q,
+            vectors,
+            n,
+            draws.size,
+        )
 
 
-def _pass(block: DataBlock, loglik, var_name, point: Draws, method, chosen, vectors, chunk_size):
+def _pass(block: DataBlock, loglik, var_name, point: Draws, method, chosen, vectors, chunk_size, n):
     """One pass: every row's approximation, its sums, and the subsample's rows."""
     approx = _Approximation()
     picker = RowPicker(chosen)
@@ -310,6 +331,8 @@ def _pass(block: DataBlock, loglik, var_name, point: Draws, method, chosen, vect
     start = 0
     with contextlib.closing(data_chunks(block.source(), block.placeholders)) as chunks:
         for chunk in chunks:
+            if start + len(chunk[0]) > n:
+                raise SourceDataError(f"The source yields more rows than the {n} it says it has.")
             picker.offer(start, chunk)
             for offset in range(0, len(chunk[0]), rows_per_call):
                 part = tuple(a[offset : offset + rows_per_call] for a in chunk)
@@ -322,6 +345,8 @@ def _pass(block: DataBlock, loglik, var_name, point: Draws, method, chosen, vect
                     vectors[1].append(None, len(values))
                     vectors[2].append(None, len(values))
                 start += len(values)
+    if start != n:
+        raise SourceDataError(f"The source yielded {start} rows, but says it has {n}.")
     return approx, picker.result(start), found
 
 

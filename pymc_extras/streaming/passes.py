@@ -88,6 +88,14 @@ class MinibatchedData:
         # Data held in the graph (an in-memory pm.Minibatch): its full data, read in chunks.
         return ArraySource([np.asarray(var.eval()) for var in self._full])
 
+    @property
+    def num_rows(self) -> int | None:
+        """The rows every pass must read: a stream's count or ``total_size``; None in memory.
+
+        The full data of an in-memory ``pm.Minibatch`` is its source's, which counts itself.
+        """
+        return None if self._full is not None else self.key.num_rows
+
 
 def _rows_of_any_number(var: Variable) -> Variable:
     """An input like ``var`` (its dtype and dimensions), with any number of rows."""
@@ -193,19 +201,22 @@ def data_chunks(
     """One pass over ``source`` in chunks of at most ``rows`` rows, cast to the placeholders' dtypes.
 
     Arrays in memory are read in the main thread, in the source's own slices. Any other source
-    is read ``READ_AHEAD`` chunks ahead by a background thread, which stops when the generator
-    is closed: close it (``contextlib.closing``) so that no thread outlives a pass that fails.
-    A block source that can split its blocks (a Parquet file) is read a piece of ``rows`` rows
-    at a time, so memory is bounded by rows, never by the size of a row group; the chunks of
-    other sources are cut to ``rows`` rows (views, no copy).
+    is read, and cast, ``READ_AHEAD`` chunks ahead by a background thread, which stops when the
+    generator is closed: close it (``contextlib.closing``) so that no thread outlives a pass
+    that fails. A block source that can split its blocks (a Parquet file) is read a piece of
+    ``rows`` rows at a time, so memory is bounded by rows, never by the size of a row group;
+    the chunks of other sources are cut to ``rows`` rows (views, no copy).
     """
-    dtypes = [cast(TensorType, p.type).dtype for p in placeholders]
+    dtypes = [np.dtype(cast(TensorType, p.type).dtype) for p in placeholders]
     if isinstance(source, ArraySource) and source.gathers_rows:
         for chunk in source.chunks():
-            yield tuple(np.asarray(a, dtype=d) for a, d in zip(chunk, dtypes))
+            yield _cast(chunk, dtypes)
         return
     pieces = _pieces(source, rows)
-    reader = Prefetcher(pieces, depth=READ_AHEAD, name="pymc-full-data-pass")
+    # Cast in the reader thread too: the thread that evaluates gets chunks ready to use.
+    reader = Prefetcher(
+        (_cast(piece, dtypes) for piece in pieces), depth=READ_AHEAD, name="pymc-full-data-pass"
+    )
     try:
         while True:
             item = reader.get()
@@ -213,10 +224,14 @@ def data_chunks(
                 return
             if isinstance(item, Failed):
                 raise item.error
-            yield tuple(np.asarray(a, dtype=d) for a, d in zip(item, dtypes))
+            yield item
     finally:
         reader.stop()
         pieces.close()  # the thread has ended: close the block being read, and its file
+
+
+def _cast(chunk: Chunk, dtypes: Sequence[np.dtype]) -> Chunk:
+    return tuple(np.asarray(part, dtype=dtype) for part, dtype in zip(chunk, dtypes))
 
 
 def split_chunk(chunk: Chunk, rows: int) -> Iterator[Chunk]:

@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from pymc.exceptions import SourceDataError
 from pymc.model import Model, modelcontext
 from pymc.pytensorf import compile
 from pymc.streaming.sources import Chunk, Source, as_source
 from xarray import DataTree
 
+from pymc_extras.streaming.output_files import OutputFiles
 from pymc_extras.streaming.passes import data_chunks
 from pymc_extras.streaming.pointwise import (
     PREDICTIVE_BLOCK_ROWS,
@@ -43,7 +45,7 @@ from pymc_extras.streaming.row_outputs import (
     ParquetRows,
     ZarrDraws,
     check_quantiles,
-    open_output,
+    output_format,
     quantile_name,
     row_summaries,
 )
@@ -153,6 +155,13 @@ def predict_to_file(
     Memory: one chunk of the source (and two read ahead), and draws × 1,024 values per
     variable and per intermediate array, whatever the number of rows.
 
+    The output appears only when the pass has finished: it is written beside ``path`` under a
+    temporary name (``.<name>.<random>.tmp``), synced to disk and renamed to ``path``. A pass
+    that fails (a source that changes or goes away, a full disk, an interrupt) leaves no output
+    and no temporary, and its own error is raised. ``path`` itself is never a symbolic link:
+    nothing is written through one (see
+    :class:`~pymc_extras.streaming.output_files.OutputFiles`).
+
     Parameters
     ----------
     idata : DataTree
@@ -173,7 +182,7 @@ def predict_to_file(
     random_seed : int, optional
         Seeds the draws.
     overwrite : bool, default False
-        Replace an existing output.
+        Replace an existing output (a file, or a Zarr store), once the new one is complete.
     compile_kwargs : dict, optional
         Passed to :func:`pymc.pytensorf.compile`.
 
@@ -184,7 +193,10 @@ def predict_to_file(
     Raises
     ------
     FileExistsError
-        If ``path`` exists and ``overwrite`` is False.
+        If ``path`` exists and ``overwrite`` is False, is a symbolic link, or is something
+        other than a file (for Parquet) or a Zarr store (for Zarr).
+    FileNotFoundError
+        If the folder of ``path`` does not exist.
     ValueError
         If the format is unknown, or the new data's outputs do not match the stream's.
 
@@ -196,8 +208,18 @@ def predict_to_file(
         pmx.streaming.predict_to_file(idata, new, "new_predictions.parquet", model)
     """
     model = modelcontext(model)
-    path, kind = open_output(path, overwrite=overwrite)
+    kind = output_format(path)
     quantiles = check_quantiles(quantiles, "quantiles")
+    with OutputFiles(overwrite=overwrite) as outputs:
+        target = outputs.folder(path) if kind == "zarr" else outputs.file(path)
+        rows, columns, seconds = _predict(
+            idata, data, target, model, var_names, quantiles, random_seed, compile_kwargs
+        )
+    return PassReport(Path(path), rows, 1, seconds, columns)
+
+
+def _predict(idata, data, target, model, var_names, quantiles, random_seed, compile_kwargs):
+    """The pass of :func:`predict_to_file`, into ``target``: an open file, or a Zarr folder."""
     full_model, blocks = data_blocks(model)
     block, var_names = choose_block(full_model, blocks, var_names, deterministics=True)
     predictive = ChunkPredictive(full_model, block, var_names, **(compile_kwargs or {}))
@@ -207,13 +229,13 @@ def predict_to_file(
     trailing = {name: full_model[name].type.ndim - 1 for name in var_names}
     dims = {name: tuple(f"{name}_dim_{k}" for k in range(1, n)) for name, n in trailing.items()}
     writer: ParquetRows | ZarrDraws
-    if kind == "parquet":
-        writer = ParquetRows(path)
+    if isinstance(target, Path):
+        writer = ZarrDraws(target, "predictions", draws.sample_coords, dims)
     else:
-        writer = ZarrDraws(path, "predictions", draws.sample_coords, dims)
+        writer = ParquetRows(target)
     rows = 0
     columns: list[str] = []
-    try:
+    with writer:
         for number, chunk in blocks_of_rows(_new_data_chunks(block, data), PREDICTIVE_BLOCK_ROWS):
             out = predictive(draws, chunk, seed=block_seed(root, number))
             row_numbers = np.arange(rows, rows + len(chunk[0]))
@@ -225,9 +247,7 @@ def predict_to_file(
                 columns = list(out)
                 writer.write(row_numbers, out)
             rows += len(chunk[0])
-    finally:
-        writer.close()
-    return PassReport(path, rows, 1, time.perf_counter() - started, columns)
+    return rows, columns, time.perf_counter() - started
 
 
 def ppc_summary(
@@ -260,10 +280,15 @@ def ppc_summary(
     Exactness: means and variances are exact for the draws made (summed in float64, merged
     with Chan et al.'s update); quantiles over the data are read off histograms of 4,096 bins,
     within ``quantile_resolution`` (one bin width, in ``attrs``) of the exact quantile of the
-    same values (``numpy.quantile(..., method="inverted_cdf")``). The draws themselves are those of :func:`predict_to_file` on the data's rows.
+    same values (``numpy.quantile(..., method="inverted_cdf")``). The draws themselves are those
+    of :func:`predict_to_file` on the data's rows.
 
     Memory: one chunk of the source (and two read ahead), draws × 1,024 values per
     intermediate array, and 32 KiB per draw for the histograms; never the data.
+
+    ``path`` is written as :func:`predict_to_file` writes its output: under a temporary name,
+    renamed into place when the pass has finished, never through a symbolic link, and left
+    out entirely by a pass that fails.
 
     Parameters
     ----------
@@ -282,7 +307,7 @@ def ppc_summary(
     random_seed : int, optional
         Seeds the draws.
     overwrite : bool, default False
-        Replace an existing ``path``.
+        Replace an existing ``path``, once the new one is complete.
     compile_kwargs : dict, optional
         Passed to :func:`pymc.pytensorf.compile`.
 
@@ -293,6 +318,15 @@ def ppc_summary(
         ``chain``, ``draw``, ``statistic`` (``mean``, ``var``, ``q0.1``, ...);
         ``observed_data`` holds the observed statistics, dim ``statistic``. ``attrs`` give the
         rows, passes, seconds and ``quantile_resolution`` per variable.
+
+    Raises
+    ------
+    SourceDataError
+        If an observation is NaN or infinite (the message gives its row).
+    ValueError
+        If a posterior predictive draw is NaN or infinite, or ``path`` is not ``*.parquet``.
+    FileExistsError, FileNotFoundError
+        For ``path``, as :func:`predict_to_file` raises them.
 
     Examples
     --------
@@ -305,9 +339,19 @@ def ppc_summary(
     model = modelcontext(model)
     quantiles = check_quantiles(quantiles, "quantiles")
     data_quantiles = check_quantiles(data_quantiles, "data_quantiles")
-    target = None if path is None else open_output(path, overwrite=overwrite)
-    if target is not None and target[1] != "parquet":
+    if path is not None and output_format(path) != "parquet":
         raise ValueError(f"ppc_summary writes per-row results to *.parquet, got {str(path)!r}.")
+    with OutputFiles(overwrite=overwrite) as outputs:
+        sink = None if path is None else outputs.file(path)
+        return _check(
+            idata, model, sink, var_names, quantiles, data_quantiles, random_seed, compile_kwargs
+        )
+
+
+def _check(
+    idata, model, sink, var_names, quantiles, data_quantiles, random_seed, compile_kwargs
+) -> DataTree:
+    """The pass of :func:`ppc_summary`, with per-row results written to ``sink`` if given."""
     full_model, blocks = data_blocks(model)
     block, var_names = choose_block(full_model, blocks, var_names, deterministics=False)
     predictive = ChunkPredictive(full_model, block, var_names, **(compile_kwargs or {}))
@@ -317,30 +361,54 @@ def ppc_summary(
     root = np.random.SeedSequence(random_seed)
     moments = {name: DatasetMoments() for name in var_names}
     sketches = {name: DatasetQuantiles() for name in var_names}
-    writer = None if target is None else ParquetRows(target[0])
+    writer = None if sink is None else ParquetRows(sink)
     started = time.perf_counter()
     rows = 0
-    try:
-        with contextlib.closing(data_chunks(block.source(), block.placeholders)) as chunks:
-            for number, chunk in blocks_of_rows(chunks, PREDICTIVE_BLOCK_ROWS):
-                out = predictive(draws, chunk, seed=block_seed(root, number))
-                observed = dict(zip(var_names, observe(*chunk)))
-                for name in var_names:
-                    n = len(chunk[0])
-                    series = np.concatenate(
-                        [observed[name].reshape(1, -1), out[name].reshape(draws.size, -1)]
-                    )
-                    moments[name].add(series)
-                    sketches[name].add(series)
-                if writer is not None:
-                    summary = row_summaries(out, quantiles, observed)
-                    writer.write({"row": np.arange(rows, rows + n), **summary})
-                rows += len(chunk[0])
-    finally:
-        if writer is not None:
-            writer.close()
+    with (
+        writer or contextlib.nullcontext(),
+        contextlib.closing(data_chunks(block.source(), block.placeholders)) as chunks,
+    ):
+        for number, chunk in blocks_of_rows(chunks, PREDICTIVE_BLOCK_ROWS):
+            out = predictive(draws, chunk, seed=block_seed(root, number))
+            observed = dict(zip(var_names, observe(*chunk)))
+            n = len(chunk[0])
+            for name in var_names:
+                data_rows = observed[name].reshape(1, n, -1)
+                replicated = out[name].reshape(draws.size, n, -1)
+                _refuse_non_finite(data_rows, name, rows, observed=True)
+                _refuse_non_finite(replicated, name, rows, observed=False)
+                series = np.concatenate(
+                    [data_rows.reshape(1, -1), replicated.reshape(draws.size, -1)]
+                )
+                moments[name].add(series)
+                sketches[name].add(series)
+            if writer is not None:
+                summary = row_summaries(out, quantiles, observed)
+                writer.write({"row": np.arange(rows, rows + n), **summary})
+            rows += n
     return _statistics_tree(
         var_names, moments, sketches, data_quantiles, draws, rows, time.perf_counter() - started
+    )
+
+
+def _refuse_non_finite(values: np.ndarray, name: str, first_row: int, *, observed: bool) -> None:
+    """Raise, naming the rows, if values of shape (series, rows, elements) hold NaN or inf."""
+    bad = ~np.isfinite(values).all(axis=(0, 2))
+    if not bad.any():
+        return
+    rows = first_row + np.flatnonzero(bad)
+    where = f"row {rows[0]}" if len(rows) == 1 else f"rows {rows[:5].tolist()}"
+    if len(rows) > 5:
+        where += f" and {len(rows) - 5} more in this block"
+    if observed:
+        raise SourceDataError(
+            f"The observations of {name!r} hold NaN or inf at {where}; ppc_summary compares "
+            "the data with replicates of it, which needs finite observations. Remove or impute "
+            "those rows (check_finite=True on the stream refuses them while fitting)."
+        )
+    raise ValueError(
+        f"The posterior predictive draws of {name!r} hold NaN or inf at {where} of the data; "
+        "check the posterior draws (a scale of inf or NaN) and the covariates of those rows."
     )
 
 

@@ -13,13 +13,16 @@
 #   limitations under the License.
 """Per-row results of a pass written out in chunks, and statistics of whole datasets in one pass."""
 
+import contextlib
 import os
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
+
+from pymc.exceptions import SourceDataError
 
 from pymc_extras.streaming.optional import import_optional
 
@@ -31,7 +34,7 @@ __all__ = [
     "ParquetRows",
     "ZarrDraws",
     "check_quantiles",
-    "open_output",
+    "output_format",
     "quantile_name",
     "row_summaries",
 ]
@@ -102,31 +105,63 @@ def row_summaries(
     return columns
 
 
-def open_output(path, *, overwrite: bool) -> tuple[Path, str]:
-    """Where to write, and the format its suffix names (``.parquet`` or ``.zarr``)."""
-    path = Path(path)
-    kind = path.suffix.lower().lstrip(".")
+def output_format(path) -> str:
+    """The format an output's suffix names: ``"parquet"`` or ``"zarr"``.
+
+    Where it is written, and whether it may replace what is there, is
+    :func:`pymc_extras.streaming.output_files.check_output_path`'s business.
+    """
+    kind = Path(path).suffix.lower().lstrip(".")
     if kind not in ("parquet", "zarr"):
         raise ValueError(
             f"Cannot tell the format of {str(path)!r}: name the output *.parquet (per-row "
             "summaries) or *.zarr (every draw, as a DataTree group)."
         )
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it.")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"The folder {str(path.parent)!r} does not exist.")
-    return path, kind
+    return kind
 
 
-class ParquetRows:
-    """Columns of per-row results appended to a Parquet file, a row group at a time."""
+def _refuse_no_rows() -> NoReturn:
+    raise SourceDataError(
+        "The pass read no rows, so it has nothing to write: the data is empty. No output was "
+        "written."
+    )
 
-    def __init__(self, path: Path):
+
+class _Writer:
+    """A writer that completes its output on success and drops it on failure, as a context."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Stop without completing the output (which the caller removes); never raises."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class ParquetRows(_Writer):
+    """Columns of per-row results appended to a Parquet file, a row group at a time.
+
+    Parameters
+    ----------
+    sink : binary file
+        Where the file is written, open for writing (from
+        :meth:`~pymc_extras.streaming.output_files.OutputFiles.file`); the caller closes it.
+    """
+
+    def __init__(self, sink: BinaryIO):
         self.pa = import_optional("pyarrow", extra="parquet", reader="Writing Parquet output")
         import pyarrow.parquet as pq
 
         self._pq = pq
-        self.path = path
+        self._sink = sink
         self._writer: Any = None
         self._pending: list[dict[str, np.ndarray]] = []
         self._held = 0
@@ -145,26 +180,42 @@ class ParquetRows:
         table = self.pa.table(
             {name: np.concatenate([p[name] for p in self._pending]) for name in names}
         )
+        self._pending, self._held = [], 0
         if self._writer is None:
-            self._writer = self._pq.ParquetWriter(self.path, table.schema)
+            self._writer = self._pq.ParquetWriter(self._sink, table.schema)
         self._writer.write_table(table, row_group_size=PARQUET_ROW_GROUP_ROWS)
         self.rows += table.num_rows
-        self._pending, self._held = [], 0
 
     def close(self) -> None:
         self._flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._writer is None:
+            _refuse_no_rows()
+        self._writer.close()
+        self._writer = None
+
+    def abort(self) -> None:
+        self._pending = []
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # After a failed write pyarrow has closed the file itself; otherwise this writes
+            # the footer of a file that is about to be removed. Either way it is not the error.
+            with contextlib.suppress(OSError, self.pa.ArrowException):
+                writer.close()
 
 
-class ZarrDraws:
+class ZarrDraws(_Writer):
     """Draws of shape (chain, draw, rows, ...) appended along the rows to a Zarr DataTree group.
 
     The store (Zarr format 2, metadata consolidated on :meth:`close`) opens with
     ``xarray.open_datatree(path, engine="zarr")``, lazily: its group (for example
     ``predictions``) has dims ``chain``, ``draw`` and ``row``, and the row numbers as the
     coordinate of ``row``.
+
+    Parameters
+    ----------
+    path : Path
+        An empty folder that becomes the store (from
+        :meth:`~pymc_extras.streaming.output_files.OutputFiles.folder`).
     """
 
     def __init__(self, path: Path, group: str, sample_coords: dict, dims: Mapping[str, tuple]):
@@ -213,8 +264,12 @@ class ZarrDraws:
 
     def close(self) -> None:
         self._flush()
-        if self._started:
-            self.zarr.consolidate_metadata(os.fspath(self.path))
+        if not self._started:
+            _refuse_no_rows()
+        self.zarr.consolidate_metadata(os.fspath(self.path))
+
+    def abort(self) -> None:
+        self._pending = []
 
 
 class DatasetMoments:
@@ -282,7 +337,7 @@ class DatasetQuantiles:
         lo, hi = float(values.min()), float(values.max())
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(
-                "Quantiles of a dataset need finite values; the draws hold NaN or inf."
+                "Quantiles of a dataset need finite values; the values given hold NaN or inf."
             )
         if self.counts is None:
             self.center = (lo + hi) / 2

@@ -24,6 +24,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from pymc.data_feed.guard import values_read_by
 from pymc.model import Model, modelcontext
 from pymc.model.fgraph import (
     ModelObservedRV,
@@ -36,8 +37,9 @@ from pymc.streaming.sources import Chunk, Source
 from pymc.streaming.stream import Stream
 from pytensor.graph.basic import Variable
 from pytensor.graph.rewriting.utils import rewrite_graph
-from pytensor.graph.traversal import ancestors
-from pytensor.tensor.shape import Shape, Shape_i
+from pytensor.scalar import Cast
+from pytensor.tensor.elemwise import Elemwise
+from pytensor.tensor.shape import Shape_i
 from pytensor.tensor.variable import TensorVariable
 
 from pymc_extras.streaming.passes import MinibatchedData, data_chunks, full_data_model
@@ -120,10 +122,14 @@ def data_blocks(model: Model | None = None) -> tuple[Model, list[DataBlock]]:
     model = modelcontext(model)
     full_model, found = full_data_model(model)
     members = list({id(member): member for member in found.values()}.values())
-    read_elsewhere = _read_for_values(
+    read_elsewhere = values_read_by(
         full_model.basic_RVs + full_model.deterministics + full_model.potentials
     )
-    observed_values = {full_model.rvs_to_values[rv] for rv in full_model.observed_RVs}
+    observed_values = {
+        data
+        for rv in full_model.observed_RVs
+        for data in _through_casts(full_model.rvs_to_values[rv])
+    }
     blocks = []
     user_dims = _observed_row_dims(full_model)
     for index, member in enumerate(members):
@@ -137,17 +143,21 @@ def data_blocks(model: Model | None = None) -> tuple[Model, list[DataBlock]]:
     return full_model, blocks
 
 
-def _read_for_values(graphs: list[Variable]) -> set[Variable]:
-    """Variables whose values the graphs read: not only their shapes.
+def _through_casts(data: Variable) -> list[Variable]:
+    """Observed data, and the data it was cast from.
 
-    PyMC sizes an observed variable after its data (``size=y.shape``), which reads the shape of
-    the observations only; new data without observations still needs rows of the same number.
+    PyMC casts integer observations to the type of a discrete variable: int64 data observed by
+    a Bernoulli become int32.
     """
-    read = set()
-    for var in ancestors(graphs):
-        if var.owner is not None and not isinstance(var.owner.op, Shape | Shape_i):
-            read.update(var.owner.inputs)
-    return read
+    found = [data]
+    while (
+        data.owner is not None
+        and isinstance(data.owner.op, Elemwise)
+        and isinstance(data.owner.op.scalar_op, Cast)
+    ):
+        data = data.owner.inputs[0]
+        found.append(data)
+    return found
 
 
 def _observed_row_dims(model: Model) -> dict[Variable, str]:
@@ -461,10 +471,13 @@ def holding_rows(
             fgraph.replace(memo[placeholder], named, import_missing=True)
             row_dims[named] = dim
     for node in list(fgraph.toposort()):
-        if isinstance(node.op, ModelObservedRV) and node.inputs[1] in row_dims:
-            rv, value = node.inputs
+        if not isinstance(node.op, ModelObservedRV):
+            continue
+        rv, value = node.inputs
+        data = next((data for data in _through_casts(value) if data in row_dims), None)
+        if data is not None:
             dims = node.op.dims or dims_of(
-                node.op.name, value.owner.inputs[0].get_value().shape, row_dims[value]
+                node.op.name, data.owner.inputs[0].get_value().shape, row_dims[data]
             )
             fgraph.replace(node.outputs[0], model_observed_rv(rv, value, node.op.name, *dims))
     copy = model_from_fgraph(fgraph, mutate_fgraph=True)

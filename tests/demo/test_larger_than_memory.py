@@ -45,3 +45,5 @@ def test_demo_writes_fits_and_reports(tmp_path):
     assert worst < 0.15  # 200,000 rows: posterior sds are about 0.006
     assert out.stat().st_size > 10_000
     assert (tmp_path / "logistic_200000.parquet").exists()
+    # The demo shows no warning a user cannot act on: none at all.
+    assert [line for line in done.stderr.splitlines() if "Warning" in line] == []

@@ -29,7 +29,7 @@ class ListFeed(DataFeed):
     """A feed of the hook's own kind: batches from a list, with a call log."""
 
     def __init__(self, batches):
-        self.name = "list"
+        super().__init__("list")
         self.batches = batches
         self.calls = []
         self.buffer = FedSharedVariable(
@@ -46,6 +46,7 @@ class ListFeed(DataFeed):
         return sum(len(batch) for batch in self.batches)
 
     def start(self, *, restart, random_seed):
+        super().start(restart=restart, random_seed=random_seed)
         self.calls.append(("start", restart))
         self.position = 0 if restart else self.position
 
@@ -116,3 +117,27 @@ def test_a_feed_that_cannot_tell_its_rows_needs_total_size():
             pm.Normal("y", 0, 1, observed=feed.buffer)
         pm.Normal("z", 0, 1, observed=feed.buffer, total_size=1_000)
     assert feed.declared == 1_000
+
+
+def test_the_guard_lets_through_what_reads_only_the_shape_of_fed_data():
+    # pm.Normal("b", shape=X_mb.shape[1]): the number of columns, not the values of the batch.
+    feed = ListFeed([np.zeros(10)])
+    fed_shape = feed.buffer.shape
+    f = pm.pytensorf.compile([], [fed_shape[0], pt.zeros(fed_shape).sum()])
+    assert [int(v) for v in f()] == [10, 0]
+    with pytest.raises(StreamingNotSupportedError):
+        pm.pytensorf.compile([], [fed_shape[0], feed.buffer.sum()])  # the values, too
+    with pytest.raises(StreamingNotSupportedError):
+        pm.pytensorf.compile([], pt.nonzero(feed.buffer)[0].shape[0])  # a shape from values
+
+
+def test_the_refusal_names_the_function_called_from_its_traceback():
+    feed = ListFeed([np.arange(10.0)])
+    with pm.Model() as model:
+        pm.Normal("y", pm.Normal("mu"), 1, observed=feed.buffer)
+    with pytest.raises(StreamingNotSupportedError) as refused:
+        model.compile_logp()
+    assert str(refused.value).startswith("compile_logp (pymc.model.core) would evaluate")
+    with pytest.raises(StreamingNotSupportedError) as refused:
+        pm.pytensorf.compile([], feed.buffer.sum())
+    assert str(refused.value).startswith("compile (pymc.pytensorf) would evaluate")

@@ -349,6 +349,8 @@ class FullDataPathfinder:
         Takes the arguments of upstream's ``make_generator``. The paths always run in threads of
         this process, whatever ``parallel`` and ``cores`` say, because one read of the data then
         serves every path: worker processes would each read all of it at every evaluation.
+        The passes run in the calling thread with ``blas_cores`` BLAS threads, a worker's share
+        of upstream's ``blas_cores`` (one, by default), or the process's own if it is None.
         """
         if parallel:
             logger.info(
@@ -356,6 +358,7 @@ class FullDataPathfinder:
                 "that each pass over the data serves all of them; parallel=True starts no workers."
             )
         callbacks = progress_callbacks or [None] * len(seeds)
+        self.evaluator.blas_cores = None if blas_cores is None else max(1, blas_cores)
 
         def job(seed: int, callback: Callable | None) -> Callable[[], T]:
             return lambda: fn(seed, callback)

@@ -20,6 +20,7 @@ import pymc as pm
 from pymc.data import MinibatchOp
 from pymc.data_feed import feeding_data
 from pymc.streaming import InvalidSourceError, SourceDataError, StreamBuffer, get_stream
+from pymc.streaming.sources import OutputSpec, Source
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
 N = 200
@@ -181,3 +182,45 @@ def _fed_logp(model):
     """The model's logp on the batch in its buffers, which the test refreshes itself."""
     with feeding_data():
         return model.compile_logp()
+
+
+class _Declared(Source):
+    """A source whose ``num_rows`` is whatever the test declares."""
+
+    def __init__(self, num_rows):
+        self.num_rows = num_rows
+        self.specs = (OutputSpec(np.dtype(float), ()),)
+
+    def chunks(self):
+        yield (np.zeros(100),)
+
+    def head(self, rows):
+        return (np.zeros(rows),)
+
+
+@pytest.mark.parametrize("rows", [2**53 + 1, 2**63, 2**64], ids=["2**53+1", "2**63", "2**64"])
+def test_a_row_count_whose_scale_float64_cannot_hold_is_refused(rows):
+    # 2**63 overflowed int64 and flipped the likelihood's sign; 2**64 raised OverflowError.
+    with pytest.raises(SourceDataError, match=rf"reports num_rows={rows:,}, more than 2\*\*53"):
+        pm.Minibatch(_Declared(rows), batch_size=10, streaming=True)
+    with pytest.raises(ValueError, match=rf"total_size must be at most .*, got {rows:,}"):
+        pm.Minibatch(lambda: iter([np.zeros(100)]), batch_size=10, streaming=True, total_size=rows)
+    with pm.Model():
+        buffer = pm.Minibatch(_Declared(2**53), batch_size=10, streaming=True)
+        rv = pm.Normal("y", 0, 1, observed=buffer)
+    assert observed_total_size(rv) == 2**53
+
+
+def test_the_memory_guards_use_the_memory_this_process_may_use(monkeypatch):
+    from pymc.data_feed import memory
+
+    monkeypatch.setattr(memory, "memory_limit", lambda: 10**6)  # e.g. a 1 MB cgroup
+    with pytest.raises(
+        ValueError,
+        match=r"prefetch=16 would hold .* \(1\.3 MB\), more than half of this process's memory "
+        r"\(1\.0 MB: the least of the machine's memory, its cgroup's limit and its "
+        r"address-space limit",
+    ):
+        pm.Minibatch(
+            lambda: iter([np.zeros((100, 100))]), batch_size=100, streaming=True, total_size=10**4
+        )

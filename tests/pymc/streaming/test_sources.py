@@ -193,3 +193,57 @@ def test_not_a_source(obj, match):
 def test_factory_must_return_an_iterable():
     with pytest.raises(InvalidSourceError, match="returned int; it must return an iterator"):
         IterableSource(lambda: 3)
+
+
+# --- values that would change, and counts no float64 holds --------------------------------------
+
+
+def test_a_later_uint64_chunk_above_the_int64_range_is_refused():
+    first, later = np.array([1, 2], np.int64), np.array([2**63 + 5, 3], np.uint64)
+    source = IterableSource([first, later])
+    with pytest.raises(
+        SourceDataError,
+        match=r"chunk 1 of .*, output 0: 1 value\(s\) of dtype uint64 do not fit the first "
+        r"chunk's dtype int64.*9223372036854775813 would become -9223372036854775803",
+    ):
+        rows_of(source)
+    fits = IterableSource([first, np.array([2**62, 3], np.uint64)])  # converted: no value changes
+    np.testing.assert_array_equal(rows_of(fits)[0], [1, 2, 2**62, 3])
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        pd.DataFrame({"big": [2**53 + 1, 2], "x": [0.5, 1.0]}),
+        pa.table({"big": [2**53 + 1, 2], "x": [0.5, 1.0]}),
+    ],
+    ids=["pandas", "arrow"],
+)
+def test_an_int64_above_2_53_beside_a_float_column_is_refused(chunk):
+    with pytest.raises(
+        SourceDataError,
+        match=r"column 'big': 1 value\(s\) of dtype int64 do not fit the dtype float64 \(e\.g\. "
+        r"9007199254740993 would become 9007199254740992\.0\)",
+    ):
+        to_chunk(chunk)
+    exact = to_chunk(chunk.slice(1) if isinstance(chunk, pa.Table) else chunk.iloc[1:])
+    np.testing.assert_array_equal(exact[0], [[2.0, 1.0]])
+
+
+def test_complex_arrays_are_refused_by_every_way_in():
+    values = np.array([1 + 2j, 3j])
+    with pytest.raises(SourceDataError, match=r"dtype complex128 is not numeric"):
+        to_chunk(values)
+    with pytest.raises(SourceDataError, match=r"dtype complex128, which is not real numbers"):
+        ArraySource([values])
+    with pytest.raises(SourceDataError, match=r"data of dtype complex128 is not numeric"):
+        rows_of(IterableSource([np.array([1.0]), values]))
+
+
+@pytest.mark.parametrize("rows", [2**53 + 1, 2**63, 2**64], ids=["2**53+1", "2**63", "2**64"])
+def test_a_declared_row_count_above_2_53_is_refused(rows):
+    with pytest.raises(
+        SourceDataError, match=rf"num_rows declares {rows:,} rows, more than 2\*\*53"
+    ):
+        IterableSource([np.zeros(3)], num_rows=rows)
+    assert IterableSource([np.zeros(3)], num_rows=2**53).num_rows == 2**53

@@ -419,11 +419,11 @@ def test_a_corrupt_chunk_fails_the_read_naming_file_and_rows(kind, tmp_path):
     source = write(kind, tmp_path, *table(1_000), chunk_rows=100)
     if kind == "hdf5":
         offset = source._datasets[0].id.get_chunk_info(3).byte_offset
-        stamp = os.stat(tmp_path / "data.h5")
-        with open(tmp_path / "data.h5", "r+b") as file:
+        source.close()
+        with open(tmp_path / "data.h5", "r+b") as file:  # corrupt before the source opens it
             file.seek(offset)
             file.write(b"\xff" * 64)
-        os.utime(tmp_path / "data.h5", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # unnoticed
+        source = HDF5Source(tmp_path / "data.h5", "X", "y")
         match = r"Reading rows 300:400 of dataset '/X' of '.*data\.h5' failed: OSError"
     else:
         (tmp_path / "data.zarr" / "X" / "c" / "3" / "0").write_bytes(b"garbage")

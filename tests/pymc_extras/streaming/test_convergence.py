@@ -19,7 +19,7 @@ import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pymc.data_feed import BlockFunction
+from pymc.variational.blocks import BlockFunction
 
 from pymc_extras.inference.advi import Trainer
 from pymc_extras.streaming.convergence import EarlyStopping, fit_until_converged, steps_per_epoch
@@ -99,7 +99,9 @@ def test_pm_fit_callback_stops_early_near_the_optimum():
             progressbar=False,
         )
     assert rule.converged and rule.stopped_at < 20_000
-    assert len(approx.hist) == rule.stopped_at - 1  # pm.fit keeps the losses before the stop
+    # It works on blocks: the stop comes in a block of 256 steps, applied whole, and pm.fit
+    # keeps the loss of every step applied.
+    assert len(approx.hist) == -(-rule.stopped_at // 256) * 256
     assert "Convergence at step" in rule.message()
     [group] = approx.groups
     beta = approx.mean.eval()[group.ordering["beta"][1]]
@@ -144,12 +146,15 @@ def test_averaging_runs_pm_fit_one_step_per_call():
     model = streaming_linear(DATA.X, DATA.y)
     rule = EarlyStopping(window=200, average=True, snapshots=20)
     watcher = EarlyStopping(window=200, on="parameters")
-    assert rule.needs_every_step and not watcher.needs_every_step
+    assert not rule.works_on_blocks and watcher.works_on_blocks
     with model:
         averaged = pm.ADVI(random_seed=1)
         averaged.fit(300, callbacks=[rule], progressbar=False)
         watched = pm.ADVI(random_seed=1)
         watched.fit(300, callbacks=[watcher], progressbar=False)
+        # Asked for blocks, averaging would take one value per block: refused, not obeyed.
+        with pytest.raises(ValueError, match=r"steps_per_call=64 .*EarlyStopping"):
+            pm.fit(128, callbacks=[rule], steps_per_call=64, progressbar=False)
     assert not isinstance(averaged.state.step, BlockFunction)
     assert isinstance(watched.state.step, BlockFunction)
 

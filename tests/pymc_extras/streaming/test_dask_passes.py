@@ -21,6 +21,8 @@ import numpy as np
 import pymc as pm
 import pytest
 
+from pymc.exceptions import SourceDataError
+
 pytest.importorskip("pyarrow")
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
@@ -228,3 +230,35 @@ def test_pathfinder_gives_the_same_draws_on_the_cluster(client, files):
     np.testing.assert_allclose(draws["cluster"], draws["here"], rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(draws["here"].mean(axis=(0, 1)), BETA, atol=0.1)
     assert client.run_on_scheduler(pass_keys) == []
+
+
+def test_parquet_partitions_are_read_in_pieces_by_the_task_that_evaluates_them(files):
+    """A plain read_parquet partition is read a piece at a time, each piece the rows of the
+    DataFrame Dask would compute; any other graph is left to Dask."""
+    import pandas as pd
+
+    from pymc_extras.streaming.dask_recipes import ParquetPieces, Recipe, recipes
+
+    planned = recipes(here(frame(files)).partitions())
+    assert all(isinstance(recipe, ParquetPieces) for (recipe,) in planned)
+    pieces = list(planned[1][0].frames(700))
+    assert [len(piece) for piece in pieces] == [700, 700, 600]
+    whole = frame(files).partitions[1].compute()
+    pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), whole)
+    filtered = dd.read_parquet(files, columns=[*FEATURES, "y"], filters=[("y", ">", -100)])
+    series = frame(files)["y"]
+    for other in (filtered, series):
+        [(recipe,), *_] = recipes([(part,) for part in other.to_delayed()])
+        assert isinstance(recipe, Recipe)
+
+
+def test_a_partition_read_in_pieces_with_other_rows_than_declared_is_refused(client, files):
+    lengths = [2_000, 2_000, 1_999, 2_000]
+    full = FullDataLogp(model_of(on_cluster(frame(files), client, lengths=lengths)))
+    with pytest.raises(
+        SourceDataError,
+        match=r"Partition 2 of the data \(.*part-2\.parquet\) has 2000 rows, but 1999",
+    ):
+        full.evaluate(points(full, 2))
+    assert (full.passes, full.rows_read) == (0, 0)
+    full.close()

@@ -242,3 +242,110 @@ def test_under_float32_streamed_floats_and_passes_follow_floatX_and_sums_stay_fl
     for grad, (_, expected_grad) in zip(result.grad, expected):
         np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-2)
     assert hierarchical_full.logp_dlogp(np.zeros(hierarchical_full.ndim))[1].dtype == np.float64
+
+
+def several_observations(X_data, y_data, z_data, offsets):
+    """A linear and a logistic likelihood on the same rows, with pm.Data beside the stream."""
+    with pm.Model() as model:
+        shift = pm.Data("shift", offsets)  # data held in the graph, not streamed
+        beta = pm.Normal("beta", 0, 2, shape=3)
+        intercept = pm.Normal("intercept", 0, 2)
+        sigma = pm.HalfNormal("sigma", 2)
+        eta = intercept + (X_data + shift) @ beta
+        pm.Normal("y", eta, sigma, observed=y_data)
+        pm.Bernoulli("z", logit_p=0.5 * eta, observed=z_data)
+        pm.Normal("prior_data", intercept, 1, observed=shift)  # observed in memory
+    return model
+
+
+@pytest.mark.parametrize("count", [1, 24], ids=["one_point", "24_points"])
+def test_a_pass_equals_compile_logp_and_dlogp_of_the_model_on_the_full_data(count):
+    """The compiled evaluation of a pass (the switch lift, the GIL released, calls of equal
+    rows, sums in float64) gives the in-memory model's own logp and gradient."""
+    offsets = np.array([0.1, -0.2, 0.05])
+    chunked = Chunked(X, Y_LINEAR, DATA.y_logistic)
+    chunked.cuts = [7, 500, 501]
+    streamed = several_observations(*pm.Minibatch(chunked, batch_size=64, streaming=True), offsets)
+    in_memory = several_observations(X, Y_LINEAR, DATA.y_logistic, offsets)
+    full = FullDataLogp(streamed, chunk_size=300)
+    logp_fn, dlogp_fn = in_memory.compile_logp(), in_memory.compile_dlogp()
+    shapes = {name: np.shape(value) for name, value in in_memory.initial_point().items()}
+    names = [var.name for var in in_memory.value_vars]  # the order of a raveled point
+    sizes = [int(np.prod(shapes[name])) for name in names]
+    points = np.random.default_rng(count).normal(scale=0.5, size=(count, full.ndim))
+    result = full.evaluate(points, points)
+    for k, point in enumerate(points):
+        parts = np.split(point, np.cumsum(sizes)[:-1])
+        values = {name: part.reshape(shapes[name]) for name, part in zip(names, parts)}
+        np.testing.assert_allclose(result.logp[k], logp_fn(values), rtol=1e-10)
+        np.testing.assert_allclose(result.value_logp[k], logp_fn(values), rtol=1e-10)
+        np.testing.assert_allclose(result.grad[k], dlogp_fn(values), rtol=1e-10, atol=1e-12)
+
+
+def shifting(rows_per_pass):
+    """A factory whose passes yield the given rows in turn (the data changing under a fit)."""
+    passes = iter(rows_per_pass)
+
+    def chunks():
+        rows = next(passes)
+        yield X[: min(rows, N)], Y_LINEAR[: min(rows, N)]
+        if rows > N:
+            yield X[: rows - N], Y_LINEAR[: rows - N]
+
+    return chunks
+
+
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        (1_000, r"read 1000 rows, but the source declares 1200 rows"),
+        (1_500, r"read more than 1200 \(at least 1500\) rows, but the source declares 1200"),
+    ],
+    ids=["fewer", "more"],
+)
+def test_a_pass_that_reads_other_rows_than_the_source_declares_is_refused(rows, match):
+    factory = shifting([N, rows, N])
+    model = linear(*pm.Minibatch(factory, batch_size=64, streaming=True, total_size=N))
+    full = FullDataLogp(model, chunk_size=256)
+    x = np.zeros((1, full.ndim))
+    expected = full.evaluate(x)  # the first pass reads the 1,200 rows declared
+    with pytest.raises(SourceDataError, match=rf"IterableSource\(factory chunks\(\)\).*{match}"):
+        full.evaluate(x)
+    assert (full.passes, full.rows_read) == (1, N)  # the failed pass counts nothing
+    assert not [t for t in threading.enumerate() if t.name == "pymc-full-data-pass"]
+    again = full.evaluate(x)
+    np.testing.assert_array_equal(again.logp, expected.logp)
+
+
+def blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+class RecordingBlasThreads(Chunked):
+    """Records the BLAS threads of the process while a pass reads it."""
+
+    def __iter__(self):
+        self.seen = blas_threads()
+        yield from super().__iter__()
+
+
+def test_a_pass_runs_with_the_blas_threads_asked_for_and_restores_them():
+    from threadpoolctl import threadpool_limits
+
+    source = RecordingBlasThreads(X, Y_LINEAR)
+    model = linear(*pm.Minibatch(source, batch_size=64, streaming=True))
+    full = FullDataLogp(model)
+    full.evaluate(np.zeros((2, full.ndim)))  # the pass that building the stream opened
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        source.seen = []
+        full.evaluate(np.zeros((2, full.ndim)))
+        assert source.seen and set(source.seen) == {1}
+        assert blas_threads() == before
+        full.blas_cores = None  # the process's own setting
+        full.evaluate(np.zeros((2, full.ndim)))
+        assert source.seen == before
+    with pytest.raises(ValueError, match="blas_cores must be a positive number of threads"):
+        FullDataLogp(model, blas_cores=0)

@@ -20,7 +20,7 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from pymc.data_feed import BlockFunction
+from pymc.variational.blocks import BlockFunction
 from pymc.streaming import streams_in
 from pymc.streaming.stream import StreamEndedWarning
 
@@ -128,3 +128,29 @@ def test_keyboard_interrupt_between_blocks_keeps_the_blocks_that_ran():
         state = Trainer(random_seed=1, steps_per_call=8).fit(100, random_seed=1)
     assert len(state.loss_history) == 16 and state.step == 16 and stream.steps == 16
     assert not reader_threads()
+
+
+def test_keyboard_interrupt_mid_block_keeps_the_loss_of_every_step_applied():
+    # The second block (steps 9 to 16) ran in one call; Ctrl-C comes as its third step is
+    # served. Its 8 steps were applied, and the history holds all their losses.
+    model, stream = streaming_model()
+    with model:
+        trainer = Trainer(random_seed=1, steps_per_call=8)
+        trainer.fit(1, random_seed=1)  # compiles the step
+        step_fn = trainer._step_fn
+        served = 0
+        real_next_step = step_fn.next_step
+
+        def interrupt_in_the_second_block(feeds, remaining):
+            nonlocal served
+            output = real_next_step(feeds, remaining)
+            served += 1
+            if served == 11:
+                raise KeyboardInterrupt
+            return output
+
+        step_fn.next_step = interrupt_in_the_second_block
+        state = trainer.fit(100, random_seed=1)
+    assert len(state.loss_history) == state.step == stream.steps
+    assert state.step == 1 + 8 + 8  # the first fit's step, then two blocks of 8
+    assert np.isfinite(state.loss_history).all()

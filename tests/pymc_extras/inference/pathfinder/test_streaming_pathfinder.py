@@ -23,11 +23,11 @@ import pytest
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymc.exceptions import StreamingNotSupportedError
+from pymc.exceptions import SourceDataError, StreamingNotSupportedError
 
 import pymc_extras as pmx
 
-from pymc_extras.inference.pathfinder import multipath, streaming
+from pymc_extras.inference.pathfinder import streaming
 from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
 from pymc_extras.inference.pathfinder.single_path import make_single_pathfinder_fn
 from tests.streaming.full_data_models import Chunked, families, linear, radon, radon_like, simulate
@@ -137,12 +137,14 @@ def test_paths_share_every_pass(monkeypatch):
     """Each pass answers one request of every path still running: a run reads the data about
     as many times as its longest path makes requests, far fewer than all paths together."""
     made = []
+    provider = streaming.full_data_pathfinder
 
     def remember(*args, **kwargs):
-        made.append(streaming.full_data_pathfinder(*args, **kwargs))
+        made.append(provider(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(multipath, "full_data_pathfinder", remember)
+    # multipath_pathfinder imports the provider when it is called.
+    monkeypatch.setattr(streaming, "full_data_pathfinder", remember)
     model, chunked = streaming_model("hierarchical")
     chunked.cuts = [1000]
     passes = chunked.passes
@@ -156,12 +158,37 @@ def test_paths_share_every_pass(monkeypatch):
     assert max(evaluations) < read <= sum(evaluations) + 3
 
 
-def test_a_one_shot_source_is_refused_before_starting():
+@pytest.mark.parametrize("total_size", [N, N + 500], ids=["its_rows", "other_rows"])
+def test_a_one_shot_source_is_refused_before_starting(total_size):
+    """Refused whatever total_size says (a fit refuses a wrong one at the end of the epoch)."""
     chunks = iter([(X[:1000], Y_LINEAR[:1000]), (X[1000:], Y_LINEAR[1000:])])
-    model = linear(*pm.Minibatch(chunks, batch_size=50, streaming=True, total_size=N))
+    model = linear(*pm.Minibatch(chunks, batch_size=50, streaming=True, total_size=total_size))
     with pytest.raises(StreamingNotSupportedError, match=r"one-shot iterator.*cannot be read"):
         pmx.fit(method="pathfinder", model=model, **FIT)
     assert next(chunks)[0].shape == (1000, 3)
+
+
+def test_passes_that_read_other_rows_than_declared_stop_the_fit():
+    """A factory whose passes alternate between 5,000 and 6,000 rows, total_size 5,000."""
+    rng = np.random.default_rng(5)
+    X_big = rng.normal(size=(6_000, 3))
+    y_big = X_big @ [1.0, -0.5, 0.25] + rng.normal(size=6_000)
+    passes = []
+
+    def alternating():
+        passes.append(None)
+        rows = 5_000 if len(passes) % 2 else 6_000
+        yield X_big[:rows], y_big[:rows]
+
+    model = linear(*pm.Minibatch(alternating, batch_size=50, streaming=True, total_size=5_000))
+    with pytest.raises(
+        SourceDataError,
+        match=r"IterableSource\(factory alternating\(\)\) read more than 5000 \(at least 6000\) "
+        r"rows, but the source declares 5000",
+    ):
+        pmx.fit(method="pathfinder", model=model, **FIT)
+    names = [thread.name for thread in threading.enumerate()]
+    assert not [n for n in names if n.startswith(("pathfinder-path", "pymc-full-data"))]
 
 
 class Flaky(Chunked):

@@ -11,7 +11,8 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Many steps per compiled call: the same fit as one step per call, on any feed and backend."""
+"""Many steps per compiled call: the same fit as one step per call, on any feed and backend;
+callbacks see every step unless they say they work on blocks."""
 
 import threading
 import warnings
@@ -23,20 +24,23 @@ import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pytensor.compile import get_mode
+from pytensor.compile import Function, get_mode
 
 import pymc as pm
 
-from pymc.data_feed import BlockFunction, DataFeed, FedSharedVariable, feeding_data
-from pymc.data_feed.blocks import (
+from pymc.data_feed import DataFeed, DataFeeds, FedSharedVariable, feeding_data
+from pymc.streaming import get_stream
+from pymc.variational.blocks import (
     BLOCK_BYTES,
     MAX_STEPS_PER_CALL,
     MAX_STEPS_PER_CALL_JAX,
-    choose_steps_per_call,
+    BlockFunction,
+    _choose_steps_per_call,
+    compile_steps,
+    steps_per_call_for,
+    works_on_blocks,
 )
-from pymc.data_feed.loop import DataFeeds
-from pymc.streaming import get_stream
-from pymc.variational.callbacks import CheckParametersConvergence
+from pymc.variational.callbacks import CheckParametersConvergence, Tracker
 
 N = 600
 RNG = np.random.default_rng(1)
@@ -85,13 +89,27 @@ def fit(steps_per_call, n=203, backend="numba", method="advi", **options):
     return approx, stream
 
 
-def assert_same_fit(blocks, one_by_one):
+def assert_same_fit(blocks, one_by_one, rtol=RTOL):
     (approx, stream), (expected, expected_stream) = blocks, one_by_one
     assert stream.get_state() == expected_stream.get_state()
     assert stream.steps == expected_stream.steps
-    np.testing.assert_allclose(approx.hist, expected.hist, rtol=RTOL)
+    np.testing.assert_allclose(approx.hist, expected.hist, rtol=rtol)
     for ours, theirs in zip(approx.params, expected.params):
-        np.testing.assert_allclose(ours.get_value(), theirs.get_value(), rtol=RTOL)
+        np.testing.assert_allclose(ours.get_value(), theirs.get_value(), rtol=rtol)
+
+
+class StepLog:
+    """A callback that works on blocks: it records each step's number and loss history."""
+
+    works_on_blocks = True
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self.steps = []
+
+    def __call__(self, approx, losses, i):
+        position = None if self.stream is None else self.stream.steps
+        self.steps.append((i, None if losses is None else len(losses), position))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -122,18 +140,17 @@ def test_svgd_in_blocks():
     assert_same_fit(run(8), run(1))
 
 
-def test_the_step_function_is_a_block_function_only_when_asked():
+def test_the_step_function_runs_blocks_only_when_the_loop_asks():
     model, _ = regression()
-    with model:
+    with model, feeding_data():
         inference = pm.ADVI(random_seed=1)
-        with feeding_data(steps_per_call=8):
-            blocks = inference.objective.step_function(score=True)
-        with feeding_data():
-            one = inference.objective.step_function(score=True)
-        with feeding_data(steps_per_call=1):
-            also_one = inference.objective.step_function(score=True)
+        blocks = inference.objective.step_function(score=True, steps_per_call=8)
+        one = inference.objective.step_function(score=True)
+        also_one = inference.objective.step_function(score=True, steps_per_call=1)
+        # compile itself stays pure: a Function, whatever context it is called in.
+        plain = pm.pytensorf.compile([], model["beta"].sum())
     assert isinstance(blocks, BlockFunction) and blocks.steps_per_call == 8
-    assert not isinstance(one, BlockFunction) and not isinstance(also_one, BlockFunction)
+    assert type(one) is type(also_one) is type(plain) is Function
     # The generators and parameters are the one-step function's: a loop can reseed them.
     assert [i.variable for i in blocks.maker.inputs if i.update is not None]
 
@@ -142,70 +159,114 @@ def test_a_step_that_draws_without_updating_its_generator_runs_one_step_per_call
     # pm.fit(score=False) compiles ADVI's step with no output, and compile then updates none of
     # its generators: every call draws the same numbers, which a loop cannot reproduce.
     model, _ = regression()
-    with model, feeding_data(steps_per_call=8):
-        step = pm.ADVI(random_seed=1).objective.step_function(score=False)
-    assert not isinstance(step, BlockFunction)
+    with model, feeding_data():
+        step = pm.ADVI(random_seed=1).objective.step_function(score=False, steps_per_call=8)
+    assert isinstance(step, Function)
 
 
 def test_score_false_without_random_draws_runs_in_blocks():
     model, _ = regression()
-    with model, feeding_data(steps_per_call=8):
-        step = pm.SVGD(n_particles=3).objective.step_function(score=False)
+    with model, feeding_data():
+        step = pm.SVGD(n_particles=3).objective.step_function(score=False, steps_per_call=8)
     assert isinstance(step, BlockFunction) and step.steps_per_call == 8
 
 
-def test_callbacks_run_per_step_after_the_block():
+def test_callbacks_that_work_on_blocks_run_per_step_after_the_block():
     model, stream = regression(prefetch=0)
-    seen = []
-
-    def look(approx, losses, i):
-        seen.append((i, len(losses), stream.steps, stream.buffers[1].get_value()[:3].copy()))
-
-    with model:
-        pm.fit(10, progressbar=False, callbacks=[look], steps_per_call=4, random_seed=1)
-    assert [entry[0] for entry in seen] == list(range(1, 11))
-    assert [entry[1] for entry in seen] == list(range(1, 11))  # the loss history per step
-    assert [entry[2] for entry in seen] == [4] * 4 + [8] * 4 + [10] * 2  # after the block
-    # Each step's callback sees that step's batch in the stream's buffers.
-    _, expected = regression(prefetch=0)
-    expected.begin_fit(None)
-    for entry in seen:
-        np.testing.assert_array_equal(entry[3], expected.next_batch()[1][:3])
-
-
-def test_a_callback_that_needs_every_step_makes_auto_one_step_per_call():
-    class Averaging:  # reads the parameters after every step, as iterate averaging does
-        needs_every_step = True
-
-        def __call__(self, approx, losses, i):
-            pass
-
-    model, _ = regression()
+    log = StepLog(stream)
     with model:
         inference = pm.ADVI(random_seed=1)
-        with feeding_data(steps_per_call="auto", callbacks=[Averaging()]):
-            one = inference.objective.step_function(score=True)
-        with feeding_data(steps_per_call=8, callbacks=[Averaging()]):  # asked for: kept
-            blocks = inference.objective.step_function(score=True)
-        inference.fit(5, progressbar=False, callbacks=[Averaging()])
-    assert not isinstance(one, BlockFunction) and blocks.steps_per_call == 8
-    assert not isinstance(inference.state.step, BlockFunction)
+        inference.fit(10, progressbar=False, callbacks=[log], steps_per_call=4)
+    assert isinstance(inference.state.step, BlockFunction)
+    assert [entry[0] for entry in log.steps] == list(range(1, 11))
+    assert [entry[1] for entry in log.steps] == list(range(1, 11))  # the loss history per step
+    assert [entry[2] for entry in log.steps] == [4] * 4 + [8] * 4 + [10] * 2  # after the block
 
 
-def test_convergence_checks_are_exact_when_every_is_a_multiple_of_the_block():
-    def steps_until_converged(steps_per_call):
-        model, stream = regression(random_seed=1)
+def test_auto_runs_blocks_without_callbacks_and_with_callbacks_that_work_on_blocks():
+    for callbacks in ([], [StepLog()]):
+        model, _ = regression()
         with model:
-            pm.fit(
-                100_000,
-                progressbar=False,
-                random_seed=1,
-                steps_per_call=steps_per_call,
-                callbacks=[CheckParametersConvergence(every=32, tolerance=0.5)],
-            )
-        return stream.steps
+            inference = pm.ADVI(random_seed=1)
+            inference.fit(5, progressbar=False, callbacks=callbacks, backend="numba")
+        assert isinstance(inference.state.step, BlockFunction)
+        assert inference.state.step.steps_per_call == MAX_STEPS_PER_CALL
 
-    assert 0 < steps_until_converged(16) == steps_until_converged(1) < 100_000
+
+class ParameterRecorder:
+    """A plain callback, as users write them: the first parameter after every step."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, approx, losses, i):
+        self.seen.append(approx.params[0].get_value().copy())
+
+
+def _pymc_callbacks():
+    return [
+        CheckParametersConvergence(every=100, diff="absolute", tolerance=1e-3),
+        Tracker(beta=lambda approx, hist, i: approx.params[0].get_value().copy()),
+        ParameterRecorder(),
+    ]
+
+
+def test_pymc_callbacks_see_every_step_with_the_defaults():
+    # The review's example: with blocks of 256, CheckParametersConvergence(every=100) compared
+    # parameters that had not moved since the last block and stopped the fit after 99 steps.
+    def run(**options):
+        model, stream = regression(batch_size=128)
+        converge, tracker, recorder = _pymc_callbacks()
+        with model:
+            approx = pm.fit(
+                2_000,
+                callbacks=[converge, tracker, recorder],
+                obj_optimizer=pm.adam(learning_rate=0.01),
+                random_seed=1,
+                progressbar=False,
+                **options,
+            )
+        return approx, stream, tracker, recorder
+
+    approx, stream, tracker, recorder = run()
+    expected, expected_stream, expected_tracker, expected_recorder = run(steps_per_call=1)
+    assert stream.steps == expected_stream.steps == len(approx.hist) == len(recorder.seen)
+    np.testing.assert_array_equal(approx.hist, expected.hist)
+    np.testing.assert_array_equal(approx.mean.eval(), expected.mean.eval())
+    np.testing.assert_array_equal(tracker["beta"], expected_tracker["beta"])
+    distinct = {value.tobytes() for value in recorder.seen}
+    assert len(distinct) == len(recorder.seen)  # a new parameter value after every step
+    np.testing.assert_array_equal(recorder.seen, expected_recorder.seen)
+
+
+@pytest.mark.parametrize("callback", _pymc_callbacks(), ids=lambda cb: type(cb).__name__)
+def test_many_steps_per_call_with_a_callback_that_needs_every_step_is_refused(callback):
+    model, _ = regression()
+    with model, pytest.raises(ValueError, match=r"steps_per_call=64 .*see the parameters only"):
+        pm.fit(10, progressbar=False, callbacks=[callback], steps_per_call=64)
+    with model:
+        approx = pm.fit(3, progressbar=False, callbacks=[callback], steps_per_call=1)
+    assert len(approx.hist) == 3
+
+
+def test_which_callbacks_work_on_blocks():
+    def plain(approx, losses, i):
+        pass
+
+    aware = StepLog()
+    assert works_on_blocks(aware) and not works_on_blocks(plain)
+    assert not works_on_blocks(CheckParametersConvergence())
+    assert steps_per_call_for("auto", [aware]) == "auto"
+    assert steps_per_call_for("auto", [aware, plain]) == 1
+    assert steps_per_call_for(8, [aware]) == 8
+    assert steps_per_call_for(1, [plain]) == 1
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5, "fast", None], ids=repr)
+def test_a_bad_steps_per_call_is_refused_before_compiling(bad):
+    model, _ = regression()
+    with model, pytest.raises(ValueError, match="steps_per_call must be"):
+        pm.fit(10, progressbar=False, steps_per_call=bad)
 
 
 def test_refine_continues_in_blocks():
@@ -219,6 +280,23 @@ def test_refine_continues_in_blocks():
         return inference.approx, stream
 
     assert_same_fit(run(8), run(1))
+
+
+def test_after_ctrl_c_the_history_holds_the_loss_of_every_step_applied():
+    # A Ctrl-C at step 3 of a block of 8: the block's 8 steps were applied in one call.
+    class Interrupt:
+        works_on_blocks = True
+
+        def __call__(self, approx, losses, i):
+            if i == 3:
+                raise KeyboardInterrupt
+
+    interrupted, stream = fit(8, n=100, callbacks=[Interrupt()])
+    expected, _ = fit(1, n=8)
+    assert stream.steps == len(interrupted.hist) == 8
+    np.testing.assert_allclose(interrupted.hist, expected.hist, rtol=RTOL)
+    for ours, theirs in zip(interrupted.params, expected.params):
+        np.testing.assert_allclose(ours.get_value(), theirs.get_value(), rtol=RTOL)
 
 
 def test_a_one_shot_source_that_ends_mid_block_runs_the_batches_it_had():
@@ -246,7 +324,7 @@ class ListFeed(DataFeed):
     """A feed of the hook's own kind: batches from a list; raises what it is given."""
 
     def __init__(self, batches, fail_at=None):
-        self.name = "list"
+        super().__init__("list")
         self.batches = batches
         self.fail_at = fail_at
         self.buffer = FedSharedVariable(
@@ -264,6 +342,7 @@ class ListFeed(DataFeed):
         return sum(len(batch) for batch in self.batches)
 
     def start(self, *, restart, random_seed):
+        super().start(restart=restart, random_seed=random_seed)
         self.position = 0 if restart else self.position
 
     def before_step(self):
@@ -276,37 +355,33 @@ class ListFeed(DataFeed):
 
 
 def test_any_feed_hands_over_blocks_through_before_step():
-    feed = ListFeed([np.full(10, float(i)) for i in range(23)])
-    seen = []
-    with pm.Model():
-        mu = pm.Normal("mu", 0, 10)
-        pm.Normal("y", mu, 1, observed=feed.buffer)
-        inference = pm.ADVI()
-        inference.fit(
-            10,
-            progressbar=False,
-            steps_per_call=4,
-            callbacks=[lambda *_: seen.append(feed.buffer.get_value()[0])],
-        )
-        inference.refine(20, progressbar=False)  # ends with the feed, after 13 more steps
-    assert seen == [float(i) for i in range(23)]
-    assert len(inference.hist) == 23 and feed.position == 23
+    def run(steps_per_call):
+        feed = ListFeed([np.full(10, float(i)) for i in range(23)])
+        with pm.Model():
+            mu = pm.Normal("mu", 0, 10)
+            pm.Normal("y", mu, 1, observed=feed.buffer)
+            inference = pm.ADVI(random_seed=2)
+            inference.fit(10, progressbar=False, steps_per_call=steps_per_call)
+            inference.refine(20, progressbar=False)  # ends with the feed, after 13 more steps
+        return inference, feed
+
+    blocks, feed = run(4)
+    one_by_one, _ = run(1)
+    assert isinstance(blocks.state.step, BlockFunction)
+    assert len(blocks.hist) == 23 and feed.position == 23
+    np.testing.assert_allclose(blocks.hist, one_by_one.hist, rtol=RTOL)
+    np.testing.assert_array_equal(feed.buffer.get_value(), np.full(10, 22.0))  # the last batch
 
 
 def test_an_error_mid_block_comes_after_the_batches_before_it():
     feed = ListFeed([np.full(10, float(i)) for i in range(20)], fail_at=6)
-    steps = []
+    log = StepLog()
     with pm.Model():
         mu = pm.Normal("mu", 0, 10)
         pm.Normal("y", mu, 1, observed=feed.buffer)
         with pytest.raises(OSError, match="batch 6 is unreadable"):
-            pm.fit(
-                20,
-                progressbar=False,
-                steps_per_call=4,
-                callbacks=[lambda approx, losses, i: steps.append(i)],
-            )
-    assert steps == [1, 2, 3, 4, 5, 6]
+            pm.fit(20, progressbar=False, steps_per_call=4, callbacks=[log])
+    assert [entry[0] for entry in log.steps] == [1, 2, 3, 4, 5, 6]
 
 
 class ChangingFeed(ListFeed):
@@ -330,17 +405,15 @@ def test_a_feed_whose_batches_change_shape_is_refused_in_blocks():
     n=st.integers(1, 40),
 )
 def test_blocks_serve_every_batch_once_in_order(steps_per_call, batches, n):
-    # The loop's view of DataFeeds.step: per-step outputs in order, the fed variable holding
-    # the step's batch, the end of the data after the batches there were.
+    # The loop's view of DataFeeds.step: per-step outputs in order, the end of the data after
+    # the batches there were.
     feed = ListFeed([np.full(4, float(i)) for i in range(batches)])
     step = _identity_step(feed, steps_per_call)
     served = []
     with DataFeeds(step, restart=True) as feeds:
         try:
             for i in range(n):
-                value = feeds.step(step, n - i)
-                served.append(float(value))
-                assert feed.buffer.get_value()[0] == value
+                served.append(float(feeds.step(step, n - i)))
         except StopIteration:
             pass
     assert served == [float(i) for i in range(min(n, batches))]
@@ -350,8 +423,12 @@ def test_blocks_serve_every_batch_once_in_order(steps_per_call, batches, n):
 def _identity_step(feed, steps_per_call):
     """A compiled step reading ``feed``: it outputs the batch's first value, and counts."""
     count = pytensor.shared(np.zeros(()), name="count")
-    with feeding_data(steps_per_call=steps_per_call):
-        return pm.pytensorf.compile([], feed.buffer[0], updates={count: count + 1})
+    with feeding_data():
+        step = compile_steps(
+            feed.buffer[0], updates={count: count + 1}, steps_per_call=steps_per_call
+        )
+    assert isinstance(step, BlockFunction)
+    return step
 
 
 @pytest.mark.parametrize(
@@ -363,9 +440,8 @@ def _identity_step(feed, steps_per_call):
         ("auto", 256 * 11 * 8, "JAX", MAX_STEPS_PER_CALL_JAX),
         ("auto", 256 * 11 * 8, "FAST_COMPILE", 1),
         (32, 256 * 11 * 8, "FAST_COMPILE", 32),
-        (None, 8, "NUMBA", 1),
     ],
-    ids=["numba", "numba-1024", "numba-huge", "jax", "c", "asked", "none"],
+    ids=["numba", "numba-1024", "numba-huge", "jax", "c", "asked"],
 )
 def test_steps_per_call_is_chosen_from_the_backend_and_the_batch_bytes(
     request_, bytes_per_step, mode, expected
@@ -375,11 +451,13 @@ def test_steps_per_call_is_chosen_from_the_backend_and_the_batch_bytes(
         value=np.zeros(bytes_per_step, "int8"),
         strict=False,
     )
-    assert choose_steps_per_call(request_, [fed], get_mode(mode)) == expected
+    assert _choose_steps_per_call(request_, [fed], get_mode(mode)) == expected
 
 
-@pytest.mark.parametrize("bad", [0, -3, True, 2.5, "fast"], ids=repr)
-def test_feeding_data_refuses_a_bad_steps_per_call(bad):
-    with pytest.raises(ValueError, match="steps_per_call must be"):
-        with feeding_data(steps_per_call=bad):
-            pass
+def test_a_block_that_could_not_fit_in_memory_is_refused_before_it_is_read():
+    # 100,000 batches of 40 rows of 3 float64 and more: 100+ MB; refused against a 64 MB limit.
+    model, _ = regression()
+    with model, pytest.MonkeyPatch.context() as patch:
+        patch.setattr("pymc.data_feed.memory.memory_limit", lambda: 64 * 2**20)
+        with pytest.raises(ValueError, match=r"steps_per_call=100,000 would hold a block"):
+            pm.fit(10, progressbar=False, steps_per_call=100_000)

@@ -167,13 +167,17 @@ def test_a_fit_in_blocks_reads_every_row_once_per_epoch():
         pm.Normal("y", mu + X_mb[:, 0] * 0, 1, observed=y_mb)
     stream = get_stream(X_mb)
     seen = []
+    real_before_block = stream.before_block
+
+    def record(steps, blocks):  # what the fit's blocks held, batch by batch
+        got = real_before_block(steps, blocks)
+        [y_block] = [block for var, block in blocks.items() if var is stream.buffers[1]]
+        seen.extend(y_block.get_value()[:got].copy())
+        return got
+
+    stream.before_block = record
     with stream_model:
-        pm.fit(
-            50,
-            progressbar=False,
-            steps_per_call=16,
-            callbacks=[lambda *_: seen.append(stream.buffers[1].get_value().copy())],
-        )
+        pm.fit(50, progressbar=False, steps_per_call=16)
     epochs = np.concatenate(seen).reshape(2, N)  # 50 steps of 20 rows: two epochs
     for epoch in epochs:
         np.testing.assert_array_equal(np.sort(epoch), Y)
