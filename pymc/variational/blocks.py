@@ -29,7 +29,7 @@ runs one step per call (:func:`steps_per_call_for`).
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pytensor
@@ -216,13 +216,13 @@ def compile_steps(
         process may use (:func:`pymc.data_feed.memory.memory_limit`).
     """
     single = isinstance(outputs, Variable)
-    outs = [outputs] if single else list(outputs)  # type: ignore[arg-type]
+    outs: list[Variable] = [outputs] if isinstance(outputs, Variable) else list(outputs)
     if steps_per_call == 1 or "givens" in kwargs or not all(isinstance(o, Variable) for o in outs):
         return compile([], outputs, updates=updates, random_seed=random_seed, mode=mode, **kwargs)
     # The generators carried from step to step are those the one-step function updates: the
     # ones compile collects from the outputs, and those the caller updates.
     rng_updates = collect_default_updates(outputs=outs)
-    new = {**rng_updates, **dict(updates)}
+    new: dict[Any, Variable] = {**rng_updates, **dict(updates)}
     # In the order the one-step function would hold them, so that the compiled loop's
     # input_storage lists its generators in the same order: callers reseed them in that order.
     _, _, (_, _, _, one_step_inputs) = rebuild_collect_shared(outs, updates=list(new.items()))
@@ -258,7 +258,8 @@ def compile_steps(
     if not fed or steps == 1 or unupdated_rng:
         return compile([], outputs, updates=updates, random_seed=random_seed, mode=mode, **kwargs)
     if random_seed is not False and rng_updates:
-        reseed_rngs(list(rng_updates), random_seed)  # as compile seeds the one-step function
+        # as compile seeds the one-step function
+        reseed_rngs(cast(list[SharedVariable], list(rng_updates)), random_seed)
     fixed_length = _backend(get_mode(mode)) not in ("numba", "c")  # JAX: lax.scan needs a length
     # JAX compiles the loop for the block in the buffer when first called: a full one.
     rows = steps if fixed_length else 1

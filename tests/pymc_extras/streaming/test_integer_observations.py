@@ -19,8 +19,8 @@ model observes, not a covariate that new data must give.
 """
 
 import numpy as np
-import pymc as pm
 import pyarrow.parquet as pq
+import pymc as pm
 import pytest
 
 import pymc_extras as pmx

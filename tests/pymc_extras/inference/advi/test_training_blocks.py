@@ -20,9 +20,9 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from pymc.variational.blocks import BlockFunction
 from pymc.streaming import streams_in
 from pymc.streaming.stream import StreamEndedWarning
+from pymc.variational.blocks import BlockFunction
 
 from pymc_extras.inference.advi import Trainer
 
