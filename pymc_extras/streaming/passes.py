@@ -20,6 +20,7 @@ from collections.abc import Generator, Iterator, Sequence
 from typing import cast
 
 import numpy as np
+import pytensor.tensor as pt
 
 from pymc.data import MinibatchOp  # series: pathfinder-in-memory-minibatch
 from pymc.exceptions import StreamingNotSupportedError
@@ -31,10 +32,13 @@ from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import ArraySource, BlockSource, Chunk, Source
 from pymc.streaming.stream import StreamBuffer
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
-from pytensor.graph.basic import Apply, Variable
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Apply, Constant, Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.op import Op
 from pytensor.graph.traversal import ancestors
+from pytensor.tensor.shape import Shape, Shape_i
+from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.type import TensorType
 
 __all__ = [
@@ -73,6 +77,9 @@ class MinibatchedData:
         self.key = key
         self.placeholders = [_rows_of_any_number(var) for var in variables]
         self._full = full
+        # What a row of each looks like: a model shaped by its data (``shape=X_mb.shape[1]``)
+        # reads it, and no pass is running when the full-data model's parameters are sized.
+        self.row_shapes = [_row_shape(var) for var in (variables if full is None else full)]
 
     def source(self) -> Source:
         if self._full is None:  # a stream
@@ -102,6 +109,44 @@ def _rows_of_any_number(var: Variable) -> Variable:
     var_type = cast(TensorType, var.type)
     shape = (None,) * var_type.ndim
     return TensorType(var_type.dtype, shape=shape)(name=f"{var.name or 'data'}.chunk")
+
+
+def _row_shape(var: Variable) -> tuple[int, ...]:
+    """The shape of one row of ``var``'s value: a stream buffer's, or in-memory data's."""
+    if isinstance(var, SharedVariable):
+        return tuple(np.shape(var.get_value(borrow=True))[1:])
+    return tuple(np.shape(var.eval())[1:])
+
+
+def _row_shape_reads(fgraph: FunctionGraph, data: Variable, row_shape: tuple[int, ...]) -> dict:
+    """Constants for the reads of ``data``'s row shape in ``fgraph`` (``X_mb.shape[1]``).
+
+    The number of rows, ``X_mb.shape[0]``, is a batch size and stays a read of the input.
+    """
+    found = {}
+    for node, _ in fgraph.clients.get(data, []):
+        if not isinstance(node, Apply):
+            continue
+        if isinstance(node.op, Shape_i) and node.op.i >= 1:
+            found[node.outputs[0]] = pt.constant(row_shape[node.op.i - 1], dtype="int64")
+        elif isinstance(node.op, Shape):
+            for read, _ in fgraph.clients.get(node.outputs[0], []):
+                index = _constant_index(read)
+                if index is not None:
+                    index %= len(row_shape) + 1  # shape[-1] is the last column count
+                if index is not None and index >= 1:
+                    found[read.outputs[0]] = pt.constant(row_shape[index - 1], dtype="int64")
+    return found
+
+
+def _constant_index(node: Apply | str) -> int | None:
+    """The index ``k`` of ``shape[k]``, if ``node`` takes one constant element of a shape."""
+    if not isinstance(node, Apply) or not isinstance(node.op, Subtensor) or len(node.inputs) != 2:
+        return None
+    index = node.inputs[1]
+    if not isinstance(index, Constant) or index.ndim != 0:
+        return None
+    return int(index.data)
 
 
 @functools.singledispatch
@@ -163,7 +208,10 @@ def full_data_model(model: Model) -> tuple[Model, dict[Variable, MinibatchedData
                 if minibatched_data(node.inputs[:2]):  # observes minibatched data: unscaled
                     fgraph.replace(rv, rv.owner.inputs[0], import_missing=True)
         placeholders = {var: member.placeholders[i] for var, (member, i) in found.items()}
-        return {**replacements, **placeholders}
+        shapes = {}
+        for var, (member, i) in found.items():
+            shapes.update(_row_shape_reads(fgraph, var, member.row_shapes[i]))
+        return {**replacements, **shapes, **placeholders}
 
     full_model = remove_minibatched_nodes(_without_initial_values(model), replace_data)
     if not found:

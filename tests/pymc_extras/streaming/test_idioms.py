@@ -27,10 +27,11 @@ X = RNG.normal(size=(N, 3))
 Y = X @ [1.0, -2.0, 0.5] + RNG.normal(size=N)
 
 
-def shaped_by_the_data():
+def shaped_by_the_data(streaming=True, column_count=lambda X_mb: X_mb.shape[1]):
     with pm.Model(coords={"feature": ["a", "b", "c"]}) as model:
-        X_mb, y_mb = pm.Minibatch(X, Y, batch_size=200, streaming=True, random_seed=1)
-        beta = pm.Normal("beta", 0, 5, shape=X_mb.shape[1])
+        options = {"streaming": True, "random_seed": 1} if streaming else {}
+        X_mb, y_mb = pm.Minibatch(X, Y, batch_size=200, **options)
+        beta = pm.Normal("beta", 0, 5, shape=column_count(X_mb))
         named = pm.Normal("named", 0, 1, dims="feature")
         sigma = pm.HalfNormal("sigma", 2)
         pm.Normal("y", X_mb @ (beta + 0 * named), sigma, observed=y_mb)
@@ -38,8 +39,17 @@ def shaped_by_the_data():
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pathfinder's own, on an easy model
-def test_pathfinder_fits_a_model_shaped_by_its_data():
-    with shaped_by_the_data():
+@pytest.mark.parametrize(
+    "streaming, column_count",
+    [
+        (True, lambda X_mb: X_mb.shape[1]),
+        (True, lambda X_mb: X_mb.shape[-1]),
+        (False, lambda X_mb: X_mb.shape[1]),
+    ],
+    ids=["streamed", "last-axis", "in-memory-minibatch"],
+)
+def test_pathfinder_fits_a_model_shaped_by_its_data(streaming, column_count):
+    with shaped_by_the_data(streaming, column_count):
         idata = pmx.fit(method="pathfinder", num_paths=2, num_draws=300, random_seed=1)
     means = idata.posterior["beta"].mean(("chain", "draw")).values
     np.testing.assert_allclose(means, [1.0, -2.0, 0.5], atol=0.1)
