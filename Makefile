@@ -9,7 +9,7 @@ ARGS ?=
 # Restrict `make test` to suites: ours, pymc, pymc-extras (space separated).
 SUITES ?=
 
-.PHONY: build test demo demo-compare check gates series refresh wheels lint clean
+.PHONY: build test demo demo-compare check gates series series-quick refresh wheels lint clean
 
 # Create .venv, download and verify the sdists, assemble .fork/src/ (patches, our files and
 # tests linked in), install editable. Under a second when nothing changed.
@@ -40,8 +40,15 @@ gates:
 
 # The fork as upstream PRs (series.toml): per distribution a git repository on the pristine
 # release, one commit per PR, `git format-patch` files and an index, in dist/series/<dist>/.
+# Then every PR alone at its own commit, as upstream's CI would see it: no fork marker; ruff,
+# ruff format and mypy add nothing to the release's findings; its code imports from the series;
+# its tests and upstream's tests of the files it changes pass. Names each failing PR and why.
+# A test run per PR: slow. `make series-quick` collects the tests instead of running them.
 series:
-	$(FORK) series
+	$(FORK) series --check full
+
+series-quick:
+	$(FORK) series --check quick
 
 # Rewrite patches/ from your edits to upstream files in .fork/src/ (explanations kept).
 refresh:
@@ -58,6 +65,7 @@ lint: build
 	.venv/bin/python -m ruff format --check .
 	.venv/bin/python -m mypy --python-version 3.11 --cache-dir .fork/cache/mypy/tools tools/forktool
 
-# Remove work trees, reports, .venv and dist/; downloads, pristine trees and caches stay.
+# Remove work trees, reports, the series checkouts, .venv and dist/; downloads, pristine trees
+# and caches stay.
 clean:
-	rm -rf .fork/src .fork/reports .venv dist
+	rm -rf .fork/src .fork/reports .fork/series .venv dist

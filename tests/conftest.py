@@ -19,5 +19,3 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The fork tool is a standard-library package under tools/, not installed into .venv.
 sys.path.insert(0, str(REPO_ROOT / "tools"))
-# Helpers that several test modules share (test modules are not importable as a package).
-sys.path.insert(0, str(REPO_ROOT / "tests" / "helpers"))

@@ -22,11 +22,13 @@ from pathlib import Path
 from forktool import ForkError
 from forktool.budget import BUDGET, budget_report, measure
 from forktool.environment import ensure_venv, find_python, install, install_group
-from forktool.gates import print_report, run_gates, tool_versions
+from forktool.gates import mypy_config, print_report, run_gates, tool_versions
 from forktool.layout import Distribution, Layout
 from forktool.repository import committed_copies
 from forktool.sdist import ensure_sdist
 from forktool.series import Series, compose
+from forktool.series_check import check_distribution, print_series_report
+from forktool.series_env import prepare_stage, shared_site
 from forktool.series_plan import DistributionPlan, load_plan
 from forktool.series_repo import write_series
 from forktool.suites import SUITES, run_suites
@@ -107,8 +109,11 @@ def check(layout: Layout) -> int:
     return 0
 
 
-def series(layout: Layout) -> int:
-    """Write each distribution's PR series: a git repository, patches and SERIES.md."""
+def series(layout: Layout, check: str = "full") -> int:
+    """Write each distribution's PR series; then check every PR at its own commit.
+
+    ``check`` is ``full`` (run each PR's tests), ``quick`` (collect them) or ``none``.
+    """
     plans, composed, problems = _compose_series(layout, _fetch_sdists(layout))
     for problem in problems:
         print(f"series: {problem}")
@@ -121,7 +126,31 @@ def series(layout: Layout) -> int:
             f"{one.dist.name}: {len(one.prs)} PR(s) on {one.dist.version} in "
             f"{index.parent.relative_to(layout.root)}/ (index: SERIES.md)"
         )
-    return 0
+    if check == "none":
+        return 0
+    build(layout)
+    if install_group(layout, "lint"):
+        _say("installed the lint dependency group (ruff, mypy) into .venv")
+    started = time.monotonic()
+    dists = [one.dist for one in composed]
+    _say(f"series: {tool_versions(layout)}; each PR in .fork/series/<distribution>/")
+    shared, config, reports = shared_site(layout, dists), mypy_config(dists), []
+    for position, one in enumerate(composed):
+        # A distribution's PRs build on the whole series of those pinned before it.
+        needs = dists[:position]
+        stage = prepare_stage(layout, one.dist, needs, shared)
+        reports += check_distribution(
+            layout,
+            stage,
+            [step.entry.id for step in one.prs],
+            config,
+            [dist.name for dist in (*needs, one.dist)],
+            run=check == "full",
+            say=_say,
+        )
+    code = print_series_report(reports, run=check == "full")
+    _say(f"series: {check} check ran in {time.monotonic() - started:.0f} s")
+    return code
 
 
 def gates(layout: Layout) -> int:
@@ -147,7 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         "check",
         help="patches apply; no unrecorded edits; no upstream copies; series and size hold",
     )
-    verbs.add_parser("series", help="write the fork as PR series into dist/series/")
+    series_verb = verbs.add_parser(
+        "series", help="write the fork as PR series into dist/series/ and check each PR alone"
+    )
+    series_verb.add_argument(
+        "--check",
+        choices=("full", "quick", "none"),
+        default="full",
+        help="at each PR's commit: lint, type-check and run its tests (full), only collect "
+        "them (quick), or write the series without checking it (none)",
+    )
     verbs.add_parser(
         "gates", help="upstream's ruff and mypy: the fork may add no finding to pristine's"
     )
@@ -176,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "gates":
             return gates(layout)
         elif args.verb == "series":
-            return series(layout)
+            return series(layout, args.check)
         elif args.verb == "wheels":
             build(layout)
             built = build_wheels(layout, layout.distributions())

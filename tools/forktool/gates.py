@@ -40,7 +40,16 @@ from forktool.layout import Distribution, Layout
 from forktool.overlay import linked_paths
 from forktool.pristine import ensure_pristine
 
-__all__ = ["GATES", "GateResult", "print_report", "run_gates", "tool_versions"]
+__all__ = [
+    "GATES",
+    "GateResult",
+    "GateRun",
+    "gate_findings",
+    "mypy_config",
+    "print_report",
+    "run_gates",
+    "tool_versions",
+]
 
 GATES = ("ruff check", "ruff format", "mypy")
 # The distribution whose mypy configuration every package is checked with.
@@ -49,13 +58,15 @@ _OUTPUT_TAIL = 3000
 
 
 @dataclass(frozen=True)
-class _Run:
+class GateRun:
     """One gate on one tree."""
 
     gate: str
     dist: Distribution
     tree: Path
-    side: str  # "pristine" or "fork"
+    side: str  # "pristine", "fork", or "series" (a commit of the PR series); names the cache
+    # The environment mypy resolves imports in (its --python-executable); default .venv's.
+    python: Path | None = None
 
 
 @dataclass
@@ -87,7 +98,8 @@ def _ruff_paths(tree: Path) -> list[str]:
     return [".", *(path for path in linked_paths(tree, "") if (tree / path).is_dir())]
 
 
-def _findings(run: _Run, layout: Layout, mypy_config: Path) -> list[Finding]:
+def gate_findings(run: GateRun, layout: Layout, mypy_config: Path) -> list[Finding]:
+    """The findings of ``run``'s gate on its tree, run with ``.venv``'s ruff or mypy."""
     python = str(layout.venv_python)
     what = f"{run.gate} on the {run.side} {run.dist.name} tree"
     # --force-exclude: upstream's excludes apply to the links we name explicitly too.
@@ -103,6 +115,8 @@ def _findings(run: _Run, layout: Layout, mypy_config: Path) -> list[Finding]:
     command = [python, "-m", "mypy", "--config-file", str(mypy_config), "--cache-dir", str(cache),
                "--show-error-codes", "--no-error-summary", "--no-pretty", "--no-color-output",
                run.dist.package]  # fmt: skip
+    if run.python is not None:
+        command[-1:-1] = ["--python-executable", str(run.python)]
     return parse_mypy(_run(command, run.tree, (0, 1), what))
 
 
@@ -116,25 +130,30 @@ def tool_versions(layout: Layout) -> str:
     return ", ".join(versions)
 
 
+def mypy_config(dists: list[Distribution]) -> Path:
+    """The configuration mypy checks every package with: pristine pymc's ``pyproject.toml``."""
+    by_name = {dist.name: dist for dist in dists}
+    if _MYPY_CONFIG_FROM not in by_name:
+        raise ForkError(f"the gates take mypy's configuration from {_MYPY_CONFIG_FROM}, not pinned")
+    return ensure_pristine(by_name[_MYPY_CONFIG_FROM]) / "pyproject.toml"
+
+
 def run_gates(layout: Layout, dists: list[Distribution]) -> list[GateResult]:
     """Run every gate on the pristine and the fork tree of each distribution.
 
     The work trees must be assembled (``make build``) and ruff and mypy installed in ``.venv``.
     """
-    by_name = {dist.name: dist for dist in dists}
-    if _MYPY_CONFIG_FROM not in by_name:
-        raise ForkError(f"the gates take mypy's configuration from {_MYPY_CONFIG_FROM}, not pinned")
     pristine = {dist.name: ensure_pristine(dist) for dist in dists}
-    mypy_config = pristine[_MYPY_CONFIG_FROM] / "pyproject.toml"
+    config = mypy_config(dists)
     runs = [
-        _Run(gate, dist, tree, side)
+        GateRun(gate, dist, tree, side)
         for dist in dists
         for gate in GATES
         for side, tree in (("pristine", pristine[dist.name]), ("fork", dist.work_dir))
     ]
     # mypy dominates the time; its runs are independent processes.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        found = list(pool.map(lambda run: _findings(run, layout, mypy_config), runs))
+        found = list(pool.map(lambda run: gate_findings(run, layout, config), runs))
     results: dict[tuple[str, str], GateResult] = {}
     for run, findings in zip(runs, found, strict=True):
         result = results.setdefault(

@@ -123,6 +123,11 @@ class Layout:
         """Where ``make series`` writes each distribution's series repository and patches."""
         return self.dist_dir / "series"
 
+    @property
+    def series_work_dir(self) -> Path:
+        """Where ``make series`` checks each PR: checkouts and their venvs (``series_env``)."""
+        return self.root / ".fork" / "series"
+
     def distributions(self) -> list[Distribution]:
         """Read the pins file; every pinned distribution with its version and sha256."""
         try:

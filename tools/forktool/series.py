@@ -27,8 +27,16 @@ earlier API, say): the PR that owns the file gets it without them, and the fork-
 puts them back. Likewise lines between ``# series: <id>: begin`` and ``# series: <id>: end``, and
 lines ending in ``# series: <id>``, belong to the later PR ``<id>``, which adds them to a file an
 earlier PR added (an import that registers that PR's module, say).
+
+A PR's files carry none of these tags: a tagged line keeps its code without the tag comment,
+block edges are dropped, and where lines were dropped the blank lines on both sides of the cut
+shrink to the larger of the two runs (none at the top or end of a file), so the PR's file is
+laid out as ruff format would lay it out. Only the fork-only step, which gives the fork's own
+tree, keeps the tags. Any other fork marker left in a PR's file (a tag the parser does not
+recognise, ``fork-only`` in a comment) is a problem: it would reach upstream.
 """
 
+import re
 import tempfile
 
 from dataclasses import dataclass, field
@@ -42,9 +50,11 @@ from forktool.patchset import apply_patch, patch_content, read_patches
 from forktool.sdist import pristine_files
 from forktool.series_plan import DistributionPlan, Entry
 
-__all__ = ["Series", "Step", "compose", "render", "without_fork_only"]
+__all__ = ["Series", "Step", "compose", "fork_markers", "render", "without_fork_only"]
 
 _FORK_ONLY = "fork-only"
+# What marks a line as the fork's in any form: a series tag, or fork-only anywhere.
+_MARKER = re.compile(rb"#\s*series:|fork-only", re.IGNORECASE)
 
 
 def _tag(line: bytes) -> tuple[str, str] | None:
@@ -61,18 +71,65 @@ def _tag(line: bytes) -> tuple[str, str] | None:
     return (owner, "line") if not edge else None
 
 
+def _untagged(line: bytes) -> bytes:
+    """``line`` without its trailing tag comment (``code  # series: <id>`` gives ``code``)."""
+    body = line.rstrip(b"\r\n")
+    return body[: body.rindex(b"#")].rstrip() + line[len(body) :]
+
+
+def _blank(line: bytes) -> bool:
+    return not line.strip()
+
+
+def _close_seams(lines: list[bytes], seams: list[int]) -> list[bytes]:
+    """Shrink the blank lines around each place where lines were dropped (module docstring)."""
+    for seam in reversed(seams):
+        before = 0
+        while before < seam and _blank(lines[seam - before - 1]):
+            before += 1
+        after = 0
+        while seam + after < len(lines) and _blank(lines[seam + after]):
+            after += 1
+        if seam + after == len(lines):  # the end of the file: no blank line may end it
+            del lines[seam - before : seam + after]
+        elif seam == before:  # the top of the file
+            del lines[seam : seam + after]
+        else:
+            del lines[seam : seam + min(before, after)]
+    return lines
+
+
 def render(content: bytes, applied: set[str]) -> bytes:
-    """``content`` with only the tagged lines of the entries ``applied`` so far (module doc)."""
-    kept, skipping = [], False
+    """``content`` with only the tagged lines of the entries ``applied`` so far (module doc).
+
+    The tags themselves stay only once fork-only is applied: the fork's tree is ours verbatim.
+    """
+    keep_tags = _FORK_ONLY in applied
+    kept: list[bytes] = []
+    seams: list[int] = []
+
+    def drop() -> None:
+        if not seams or seams[-1] != len(kept):
+            seams.append(len(kept))
+
+    skipping = False
     for line in content.splitlines(keepends=True):
         tag = _tag(line)
         if tag is not None and tag[1] != "line":  # a block's edge: kept with its block
             skipping = tag[1] == "begin" and tag[0] not in applied
-            if tag[0] in applied:
+            if tag[0] in applied and keep_tags:
                 kept.append(line)
-        elif not skipping and (tag is None or tag[0] in applied):
+            else:
+                drop()
+        elif skipping or (tag is not None and tag[0] not in applied):
+            drop()
+        elif tag is None or keep_tags:
             kept.append(line)
-    return b"".join(kept)
+        elif _blank(_untagged(line)):  # a tag on a line of its own
+            drop()
+        else:
+            kept.append(_untagged(line))
+    return b"".join(_close_seams(kept, seams))
 
 
 def without_fork_only(content: bytes) -> bytes:
@@ -263,6 +320,30 @@ def _check_tags(dist: Distribution, inputs: _Inputs, ids: set[str]) -> list[str]
     return problems
 
 
+def fork_markers(content: bytes) -> list[tuple[int, str]]:
+    """``(line number, line)`` of each line of ``content`` that carries a fork marker."""
+    return [
+        (number, line.decode("utf-8", "replace").strip())
+        for number, line in enumerate(content.splitlines(), start=1)
+        if _MARKER.search(line)
+    ]
+
+
+def _check_markers(dist: Distribution, steps: list[Step]) -> list[str]:
+    """Fork markers that would reach upstream: in any file a PR adds or changes."""
+    problems = []
+    for step in steps:
+        for relative in step.changed:
+            for number, line in fork_markers(step.tree.get(relative, b"")):
+                problems.append(
+                    f"series.toml [{dist.name}] {step.entry.label}: {relative}:{number} keeps a "
+                    f"fork marker in the PR's file: {line!r}. Tags are `# series: <id>` or "
+                    "`# fork-only` at the end of a line, or `...: begin` / `...: end` on lines "
+                    "of their own (docs/fork.md); anything else would reach upstream."
+                )
+    return problems
+
+
 def _check_descriptions(dist: Distribution, plan: DistributionPlan) -> list[str]:
     problems = []
     for entry in plan.prs:
@@ -312,6 +393,7 @@ def compose(dist: Distribution, plan: DistributionPlan) -> Series:
     series.problems += _check_tags(dist, inputs, {entry.id for entry in plan.prs})
     series.problems += _check_ownership(dist, inputs, file_owners, hunk_owners)
     series.problems += _check_descriptions(dist, plan)
+    series.problems += _check_markers(dist, series.prs)
     if not series.problems:
         expected = _assembled(dist, inputs)
         differing = sorted(

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from forktool import ForkError
 from forktool.layout import Distribution
 from forktool.series import Series, Step
 
-__all__ = ["BRANCH", "LineCounts", "write_series"]
+__all__ = ["BRANCH", "LineCounts", "line_counts", "write_series"]
 
 BRANCH = "streaming-series"
 _IDENTITY = {
@@ -97,7 +98,7 @@ def _message(step: Step, dist: Distribution) -> str:
     return f"{step.entry.title}\n\n{description}\n"
 
 
-def _kind(relative: str, base: dict[str, bytes]) -> str:
+def _kind(relative: str, base: Collection[str]) -> str:
     if relative.startswith("tests/"):
         return "tests"
     if relative.startswith("docs/") or relative.endswith(_DOC_SUFFIXES):
@@ -105,7 +106,8 @@ def _kind(relative: str, base: dict[str, bytes]) -> str:
     return "upstream" if relative in base else "new"
 
 
-def _line_counts(repo: Path, before: str, after: str, base: dict[str, bytes]) -> LineCounts:
+def line_counts(repo: Path, before: str, after: str, base: Collection[str]) -> LineCounts:
+    """Lines of the diff from commit ``before`` to ``after``; ``base``: the release's files."""
     counts = LineCounts()
     for line in _git(repo, "diff", "--numstat", "--no-renames", before, after).splitlines():
         added, removed, relative = line.split("\t", 2)
@@ -176,7 +178,7 @@ def write_series(series: Series, out: Path) -> Path:
     for step in series.prs:
         _write_tree(repo, step.tree, tree)
         commit = _commit(repo, _message(step, dist))
-        counts.append(_line_counts(repo, before, commit, series.base))
+        counts.append(line_counts(repo, before, commit, series.base))
         before, tree = commit, step.tree
     written = _git(
         repo, "format-patch", "--no-signature", "--output-directory", str(out),

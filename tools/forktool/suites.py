@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from forktool.layout import Distribution, Layout
 from forktool.overlay import linked_paths
 
-__all__ = ["SUITES", "Suite", "run_suites", "suite_arguments"]
+__all__ = ["SUITES", "Suite", "collects_doctests", "plugin_path", "run_suites", "suite_arguments"]
 
 # pytest.ExitCode.NO_TESTS_COLLECTED (pytest is not importable from the host Python).
 _PYTEST_NO_TESTS_COLLECTED = 5
@@ -81,7 +81,16 @@ SUITES = (
 )
 
 
-def _collects_doctests(tree: Path) -> bool:
+def plugin_path(layout: Layout, current: str | None = None) -> str:
+    """``PYTHONPATH`` for an upstream suite: the plugins in ``tests/upstream/``, then ``current``.
+
+    Our tests import their helpers the way upstream's tests do (``from tests.streaming.…``),
+    from the tree pytest runs in; only the plugins live outside the trees.
+    """
+    return os.pathsep.join([str(layout.root / "tests" / "upstream"), *filter(None, [current])])
+
+
+def collects_doctests(tree: Path) -> bool:
     """Whether the pytest configuration of ``tree`` (its pyproject.toml) has --doctest-modules."""
     try:
         config = tomllib.loads((tree / "pyproject.toml").read_text())
@@ -109,7 +118,7 @@ def suite_arguments(suite: Suite, layout: Layout) -> list[str]:
         return [*suite.paths, *ignores]
     dist: Distribution = dists[suite.distribution]
     ours = linked_paths(dist.work_dir, "tests")
-    if _collects_doctests(dist.work_dir):
+    if collects_doctests(dist.work_dir):
         ours += linked_paths(dist.work_dir, dist.package)
     # A test of ours inside a folder upstream's paths name already runs with that folder.
     upstream = [PurePosixPath(path) for path in suite.paths]
@@ -168,13 +177,7 @@ def run_suites(layout: Layout, names: list[str], pytest_args: list[str]) -> int:
     """Run the named suites one after another; print a summary; return the worst exit code."""
     layout.reports_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    # The plugins of upstream suites, and the helpers our tests share (tests/conftest.py puts
-    # them on sys.path for `ours`; the upstream suites do not load that conftest).
-    extra_paths = [layout.root / "tests" / "upstream", layout.root / "tests" / "helpers"]
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(path) for path in extra_paths if path.is_dir()]
-        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    )
+    env["PYTHONPATH"] = plugin_path(layout, env.get("PYTHONPATH"))
     results = []
     for suite in (s for s in SUITES if s.name in names):
         report = layout.reports_dir / f"{suite.name}.xml"

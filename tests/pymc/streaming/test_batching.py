@@ -16,13 +16,13 @@ import itertools
 import numpy as np
 import pytest
 
-from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import Batcher, BlockOrder
 from pymc.streaming.sources import BlockSource, Source, as_source, to_chunk
+from tests.streaming.epoch_checks import assert_every_row_once_per_epoch
 
 
 class ListOfBlocks(BlockSource):

@@ -23,7 +23,6 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.exceptions import InvalidSourceError, SourceDataError
@@ -32,6 +31,7 @@ from pymc.streaming.batching import Batcher
 from pymc.streaming.sources import ArraySource
 
 from pymc_extras.streaming.array_files import HDF5Source, NpySource, ZarrSource
+from tests.streaming.epoch_checks import assert_every_row_once_per_epoch
 
 h5py = pytest.importorskip("h5py")
 zarr = pytest.importorskip("zarr")

@@ -25,7 +25,6 @@ import pyarrow.parquet as pq
 import pymc as pm
 import pytest
 
-from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymc.exceptions import SourceDataError
@@ -39,6 +38,7 @@ from pymc_extras.streaming.arrow_files import (
     FeatherSource,
     ParquetSource,
 )
+from tests.streaming.epoch_checks import assert_every_row_once_per_epoch
 
 
 def table(n, start=0):

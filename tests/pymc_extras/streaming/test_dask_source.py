@@ -22,13 +22,14 @@ import pandas as pd
 import pymc as pm
 import pytest
 
-from epoch_checks import assert_every_row_once_per_epoch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.exceptions import InvalidSourceError, SourceDataError
 from pymc.streaming import get_stream
 from pymc.streaming.batching import Batcher
 from pymc.streaming.sources import BlockSource, to_chunk
+
+from tests.streaming.epoch_checks import assert_every_row_once_per_epoch
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")

@@ -18,10 +18,10 @@ import pymc as pm
 import pytest
 
 from pymc.streaming import StreamingNotSupportedError
-from workflow_models import simulate, streaming_linear
 
 from pymc_extras.streaming.deterministics import data_deterministics, without_data_deterministics
 from pymc_extras.streaming.rows import rows_model
+from tests.streaming.workflow_models import simulate, streaming_linear
 
 DATA = simulate(4_000, seed=10)
 

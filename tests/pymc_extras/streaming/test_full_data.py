@@ -21,7 +21,6 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from full_data_models import Chunked, families, hierarchical, linear, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.pytensorf import compile, join_nonshared_inputs
@@ -29,6 +28,7 @@ from pymc.streaming import SourceDataError, StreamingNotSupportedError, get_stre
 
 from pymc_extras.streaming.full_data import FullDataLogp
 from pymc_extras.streaming.passes import reads_minibatched_data
+from tests.streaming.full_data_models import Chunked, families, hierarchical, linear, simulate
 
 N = 1_200
 GROUPS = 50

@@ -29,7 +29,6 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from file_faults import unreadable
 from pymc.exceptions import SourceDataError
 from pymc.streaming import get_stream
 
@@ -42,6 +41,7 @@ from pymc_extras.streaming import (  # the readers import their packages when th
     ZarrSource,
     arrow_files,
 )
+from tests.streaming.file_faults import unreadable
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

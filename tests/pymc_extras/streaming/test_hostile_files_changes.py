@@ -18,10 +18,10 @@ import os
 import numpy as np
 import pytest
 
-from file_faults import unreadable
 from pymc.exceptions import SourceDataError
 
 from pymc_extras.streaming import ArrowIPCSource, CSVSource, NpySource, ParquetSource, ZarrSource
+from tests.streaming.file_faults import unreadable
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

@@ -22,10 +22,15 @@ import pymc as pm
 import pytest
 import xarray as xr
 
-from workflow_models import COORDS, memory_linear, posterior, simulate, streaming_linear
-
 from pymc_extras.streaming.approximation import log_densities
 from pymc_extras.streaming.loo import LOO_FILES, loo_subsample
+from tests.streaming.workflow_models import (
+    COORDS,
+    memory_linear,
+    posterior,
+    simulate,
+    streaming_linear,
+)
 
 N = 50_000
 DATA = simulate(N, seed=7)

@@ -24,13 +24,13 @@ import pyarrow.parquet as pq
 import pymc as pm
 import pytest
 
-from full_data_models import Chunked
 from pymc.exceptions import SourceDataError
-from workflow_models import COORDS, posterior, simulate, streaming_linear
 
 from pymc_extras.streaming import ParquetSource, pointwise, row_outputs
 from pymc_extras.streaming.loo import LOO_FILES, loo_subsample
 from pymc_extras.streaming.predictive_passes import ppc_summary, predict_to_file
+from tests.streaming.full_data_models import Chunked
+from tests.streaming.workflow_models import COORDS, posterior, simulate, streaming_linear
 
 DATA = simulate(3_000, seed=5)
 COLUMNS = {"x1": DATA.X[:, 0], "x2": DATA.X[:, 1], "x3": DATA.X[:, 2], "y": DATA.y}

@@ -20,7 +20,6 @@ import pymc as pm
 import pytest
 
 from pymc.streaming import ArraySource
-from workflow_models import memory_linear, posterior, simulate, streaming_linear
 
 from pymc_extras.streaming.predictive import (
     log_likelihood_subsample,
@@ -28,6 +27,7 @@ from pymc_extras.streaming.predictive import (
     predict,
 )
 from pymc_extras.streaming.rows import choose_rows
+from tests.streaming.workflow_models import memory_linear, posterior, simulate, streaming_linear
 
 matplotlib.use("Agg")
 

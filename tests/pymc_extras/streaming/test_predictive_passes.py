@@ -21,16 +21,16 @@ import pyarrow.parquet as pq
 import pytest
 import xarray as xr
 
-from full_data_models import Chunked
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from workflow_models import posterior, simulate, streaming_linear
 
 from pymc_extras.streaming import ParquetSource
 from pymc_extras.streaming.pointwise import PREDICTIVE_BLOCK_ROWS, block_seed, blocks_of_rows
 from pymc_extras.streaming.predictive import predict
 from pymc_extras.streaming.predictive_passes import ppc_summary, predict_to_file
 from pymc_extras.streaming.row_outputs import DatasetQuantiles
+from tests.streaming.full_data_models import Chunked
+from tests.streaming.workflow_models import posterior, simulate, streaming_linear
 
 DATA = simulate(5_000, seed=5)
 NEW = simulate(2_500, seed=6)  # two full blocks and a partial one

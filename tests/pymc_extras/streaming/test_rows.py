@@ -25,10 +25,10 @@ from arviz_stats.loo.loo_helper import _generate_subsample_indices
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymc.streaming import StreamingNotSupportedError
-from workflow_models import memory_linear, posterior, simulate, streaming_linear
 
 from pymc_extras.streaming import ParquetSource
 from pymc_extras.streaming.rows import RowPicker, choose_rows, data_blocks, rows_model
+from tests.streaming.workflow_models import memory_linear, posterior, simulate, streaming_linear
 
 DATA = simulate(3_000, seed=4)
 ROWS = np.array([0, 7, 1_500, 2_999])

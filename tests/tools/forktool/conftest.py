@@ -70,7 +70,7 @@ def fake_files():
     return dict(FAKE_SDIST)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_sdist():
     """Write an sdist tarball holding the given files."""
     return write_sdist

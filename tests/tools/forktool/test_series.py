@@ -168,12 +168,78 @@ def test_fork_only_lines_of_a_file_stay_out_of_its_pr_and_come_back_last(dist):
 
 
 def test_lines_tagged_for_a_later_pr_join_a_file_when_that_pr_applies(dist):
-    hook = "def hook():\n    pass\nimport extra  # series: docs\n"
+    hook = "def hook():\n    pass\nimport extra  # noqa: F401  # series: docs\n"
     _write(dist.root, "pymc/streaming/__init__.py", hook)
-    first, second, _ = compose(dist, _plan(dist)).steps
+    first, second, fork_only = compose(dist, _plan(dist)).steps
     assert first.tree["pymc/streaming/__init__.py"] == b"def hook():\n    pass\n"
-    assert second.tree["pymc/streaming/__init__.py"] == hook.encode()
+    # The PR gets the line without its tag; only the fork's own tree keeps the tag.
+    assert second.tree["pymc/streaming/__init__.py"] == (
+        b"def hook():\n    pass\nimport extra  # noqa: F401\n"
+    )
     assert "pymc/streaming/__init__.py" in second.changed
+    assert fork_only.tree["pymc/streaming/__init__.py"] == hook.encode()
+
+
+TAGGED = """\
+import os
+
+EXPORTS = {
+    "hook": "pymc.streaming",
+    # series: docs: begin
+    "page": "pymc.docs",
+    # series: docs: end
+}
+
+
+# fork-only: begin
+def old_name():
+    return os.sep
+
+
+# fork-only: end
+
+
+def hook():
+    pass
+# series: docs: begin
+
+
+def page():
+    pass
+# series: docs: end
+"""
+
+
+def test_a_pr_gets_no_tag_and_no_doubled_blank_line_where_lines_were_dropped(dist):
+    _write(dist.root, "pymc/streaming/__init__.py", TAGGED)
+    first, second, fork_only = compose(dist, _plan(dist)).steps
+    assert first.tree["pymc/streaming/__init__.py"].decode() == (
+        'import os\n\nEXPORTS = {\n    "hook": "pymc.streaming",\n}\n\n\ndef hook():\n    pass\n'
+    )
+    assert second.tree["pymc/streaming/__init__.py"].decode() == (
+        'import os\n\nEXPORTS = {\n    "hook": "pymc.streaming",\n    "page": "pymc.docs",\n'
+        "}\n\n\ndef hook():\n    pass\n\n\ndef page():\n    pass\n"
+    )
+    assert fork_only.tree["pymc/streaming/__init__.py"].decode() == TAGGED
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ALIAS = hook  # fork-only: compatibility",  # not a tag: an edge on a line with code
+        "# series: docs: start",  # neither begin nor end
+        "x = 1  # kept for the fork-only path",
+    ],
+)
+def test_a_fork_marker_that_is_no_tag_fails_the_series(dist, line):
+    _write(dist.root, "pymc/streaming/__init__.py", f"def hook():\n    pass\n{line}\n")
+    problems = compose(dist, _plan(dist)).problems
+    assert problems == [
+        "series.toml [pymc] PR 'streaming': pymc/streaming/__init__.py:3 keeps a fork marker in "
+        f"the PR's file: {line!r}. Tags are `# series: <id>` or `# fork-only` at the end of a "
+        "line, or `...: begin` / `...: end` on lines of their own (docs/fork.md); anything "
+        "else would reach upstream."
+    ]
 
 
 def test_a_line_tagged_for_an_unknown_pr_is_reported(dist):

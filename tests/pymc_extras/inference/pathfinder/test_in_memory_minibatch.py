@@ -23,13 +23,13 @@ replaced by the data it indexes, read in chunks.
 import numpy as np
 import pymc as pm
 
-from full_data_models import linear, simulate
 from pymc.pytensorf import compile, join_nonshared_inputs
 
 import pymc_extras as pmx
 
 from pymc_extras.streaming.full_data import FullDataLogp
 from pymc_extras.streaming.passes import reads_minibatched_data
+from tests.streaming.full_data_models import linear, simulate
 
 N = 1_200
 DATA = simulate(np.random.default_rng(7), N, groups=40, intercept=0.2)

@@ -21,7 +21,6 @@ import pymc as pm
 import pytensor
 import pytest
 
-from full_data_models import Chunked, families, linear, radon, radon_like, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymc.exceptions import SourceDataError, StreamingNotSupportedError
@@ -31,6 +30,7 @@ import pymc_extras as pmx
 from pymc_extras.inference.pathfinder import streaming
 from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
 from pymc_extras.inference.pathfinder.single_path import make_single_pathfinder_fn
+from tests.streaming.full_data_models import Chunked, families, linear, radon, radon_like, simulate
 
 # Pathfinder's result leaves streamed observations out of its observed_data group (only one
 # batch of them is in memory), and says so with a UserWarning: documented, and tested with the

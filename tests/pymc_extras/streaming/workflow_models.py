@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import arviz as az
 import numpy as np
-
 import pymc as pm
 
 COORDS = {"feature": ["x1", "x2", "x3"]}
