@@ -144,7 +144,7 @@ def _constant_index(node: Apply | str) -> int | None:
     if not isinstance(node, Apply) or not isinstance(node.op, Subtensor) or len(node.inputs) != 2:
         return None
     index = node.inputs[1]
-    if not isinstance(index, Constant) or index.ndim != 0:
+    if not isinstance(index, Constant) or np.ndim(index.data) != 0:
         return None
     return int(index.data)
 
