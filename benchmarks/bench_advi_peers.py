@@ -13,11 +13,12 @@
 #   limitations under the License.
 """Streaming ADVI against its peers: steps/s, one epoch with compilation, reading, memory.
 
-Run ``.venv/bin/python benchmarks/bench_advi_peers.py`` (about 25 minutes on 2 cores, plus a
+Run ``.venv/bin/python benchmarks/bench_advi_peers.py`` (about 35 minutes on 2 cores, plus a
 minute the first time to write the data; ``--quick`` for a smoke run on 200,000 rows). It prints
 one JSON object on stdout. NumPyro is optional (``pip install numpyro``, or the ``bench``
 dependency group of the repository's pyproject.toml): without it, its rows are skipped with a
-note.
+note. For shorter runs, ``--rows`` sets the dataset's size (e.g. 2,000,000), ``--systems`` the
+systems and ``--parts`` what is measured (``steps``, ``epoch``, ``reader``).
 
 The model: logistic regression, 10 float64 features and an intercept, mean-field ADVI, Adam with
 learning rate 0.01, float64, batches of 256 and 1,024 rows. The data: 10 million rows written
@@ -37,12 +38,19 @@ Systems
     ``plate(subsample_size=...)`` runs a partial shuffle that is two orders of magnitude slower
     on CPU), ``svi.update`` scanned with ``lax.scan`` under ``jax.jit``: NumPyro's own compiled
     loop, which ``svi.run`` also is, except that ``svi.run`` traces and compiles again at every
-    call.
+    call. ``stream_dask_cluster``: the same file as a Dask DataFrame (``read_parquet`` with one
+    partition per row group) streamed by ``DaskSource`` from a two-worker ``LocalCluster`` (a
+    process and a thread each) on the same machine. Named in ``--systems`` only:
+    ``stream_dask``, the same source computed by Dask's threads in the fitting process, and
+    ``stream_parquet_holding_gil``, the Parquet stream with its compiled block holding the GIL,
+    as before block functions released it (``pymc.variational.nogil``).
 
 Figures
     ``steps_per_s``: steps timed after a warm-up, compilation excluded, per system and batch
     size, and the ratios the issue asks about: streaming ÷ in-memory ``pm.Minibatch`` (goal
-    ≥ 1.5), ÷ NumPyro (≥ 1.0), Parquet ÷ arrays (≥ 0.9). ``epoch``: the wall time of one
+    ≥ 1.5), ÷ NumPyro (≥ 1.0), Parquet ÷ arrays (≥ 0.9), Dask cluster ÷ Parquet in one process
+    (≥ 0.8). Reading overlaps the compiled steps only where a second core is free: on a machine
+    busy with other work the ratios of systems that read fall. ``epoch``: the wall time of one
     10M-row epoch at batch 1,024 (9,765 steps), from building the model to the fit's return,
     compilation included (loading the arrays of the in-memory systems is reported apart), and
     each process's peak RSS. ``reader``: rows per second of our Parquet reader delivering
@@ -51,10 +59,14 @@ Figures
     float64 matrix and the outcome as a vector (``np.column_stack`` of each record batch's
     columns, faster here than ``Table.to_tensor(row_major=True)``); each reader's second pass
     over the file, in a process of its own; goal ≥ 0.8. Our reader decodes in one thread (to
-    leave the other cores to the fit), so the same scan in one thread is reported too.
+    leave the other cores to the fit), so the same scan with ``use_threads=False`` is reported
+    too: both then decode in one thread (the scan's in pyarrow's I/O thread, ours in a thread
+    that reads the next window) while another thread makes the arrays (the scan's caller; our
+    stream's reader thread, which also shuffles and cuts the batches).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -75,10 +87,16 @@ SYSTEMS = (
     "stream_parquet",
     "stream_arrays",
     "stream_parquet_one_step",
+    "stream_dask_cluster",
     "pymc_minibatch",
     "numpyro",
 )
+OPT_IN = ("stream_parquet_holding_gil", "stream_dask")
+"""Measured only when named in ``--systems``: the Parquet stream with its compiled block holding
+Python's GIL for the whole call, as before the block functions released it; and the Dask source
+computed by Dask's default (threaded) scheduler in the fitting process."""
 BATCHES = (256, 1_024)
+PARTS = ("steps", "epoch", "reader")
 
 
 def _peak_rss_mb() -> float:
@@ -123,7 +141,12 @@ def _pymc_fit(system: str, path: Path, batch_size: int, steps: int, marks: dict)
             X_mb, y_mb = pm.Minibatch(X, y.astype(np.int32), batch_size=batch_size)
             total_size = len(y)
         else:
-            sources = [ParquetSource(path, columns=_COLUMNS)] if "parquet" in system else [X, y]
+            if "parquet" in system:
+                sources = [ParquetSource(path, columns=_COLUMNS)]
+            elif "dask" in system:
+                sources = [_dask_source(path)]
+            else:
+                sources = [X, y]
             X_mb, y_mb = pm.Minibatch(*sources, batch_size=batch_size, streaming=True)
             total_size = None
         intercept = pm.Normal("intercept", 0, 5)
@@ -134,6 +157,10 @@ def _pymc_fit(system: str, path: Path, batch_size: int, steps: int, marks: dict)
         marks[i] = time.perf_counter()
 
     options = {"steps_per_call": 1} if system.endswith("one_step") else {}
+    if system.endswith("holding_gil"):
+        from pymc.variational import blocks
+
+        blocks.release_gil = lambda mode: mode
     with model:
         pm.fit(
             steps,
@@ -144,6 +171,30 @@ def _pymc_fit(system: str, path: Path, batch_size: int, steps: int, marks: dict)
             **options,
         )
     return {"began": began, "load_s": load_s}
+
+
+def _dask_source(path: Path):
+    """The Parquet file as a Dask DataFrame, one partition per row group (1,048,576 rows)."""
+    import dask.dataframe as dd
+
+    from pymc_extras.streaming import DaskSource
+
+    frame = dd.read_parquet(str(path), columns=[*_COLUMNS[0], _COLUMNS[1]], split_row_groups=True)
+    return DaskSource(frame, columns=_COLUMNS)
+
+
+def _cluster(system: str):
+    """A two-worker ``LocalCluster`` (a process and a thread each) for ``stream_dask_cluster``."""
+    if system != "stream_dask_cluster":
+        return contextlib.nullcontext()
+    from distributed import Client, LocalCluster
+
+    stack = contextlib.ExitStack()
+    cluster = stack.enter_context(
+        LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None)
+    )
+    stack.enter_context(Client(cluster))
+    return stack
 
 
 def _numpyro_fit(path: Path, batch_size: int, steps: int, marks: dict, chunk: int) -> dict:
@@ -194,7 +245,8 @@ def child_steps(system: str, path: str, batch_size: int, warmup: int, steps: int
         chunk = 256
         info = _numpyro_fit(Path(path), batch_size, warmup + steps, marks, chunk)
     else:
-        info = _pymc_fit(system, Path(path), batch_size, warmup + steps, marks)
+        with _cluster(system):
+            info = _pymc_fit(system, Path(path), batch_size, warmup + steps, marks)
     last = max(marks)
     rate = (last - warmup) / (marks[last] - marks[warmup])
     json.dump({"steps_per_s": rate, "peak_rss_mb": _peak_rss_mb(), **info}, sys.stdout)
@@ -207,7 +259,8 @@ def child_epoch(system: str, path: str, batch_size: int) -> None:
     if system == "numpyro":
         info = _numpyro_fit(Path(path), batch_size, steps, marks, chunk=steps)
     else:
-        info = _pymc_fit(system, Path(path), batch_size, steps, marks)
+        with _cluster(system):
+            info = _pymc_fit(system, Path(path), batch_size, steps, marks)
     seconds = marks[max(marks)] - info.pop("began")
     result = {"epoch_s": seconds, "steps": steps, "peak_rss_mb": _peak_rss_mb(), **info}
     json.dump(result, sys.stdout)
@@ -292,6 +345,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200,000 rows, one repetition")
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--rows", type=int, help="rows of the dataset (default: 10,000,000)")
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        choices=SYSTEMS + OPT_IN,
+        help="the systems to measure (default: all but stream_parquet_holding_gil)",
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="what to measure (default: all)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -301,7 +368,7 @@ def main() -> None:
         )
         return
 
-    rows = 200_000 if args.quick else 10_000_000
+    rows = args.rows or (200_000 if args.quick else 10_000_000)
     repetitions = 1 if args.quick else args.repetitions
     _DATA.mkdir(exist_ok=True)
     path = _DATA / f"logistic_{rows // 1_000_000 or rows}{'M' if rows >= 1e6 else ''}.parquet"
@@ -313,7 +380,7 @@ def main() -> None:
         check=True,
         cwd=Path(__file__).parent,
     )
-    systems = [s for s in SYSTEMS if s != "numpyro" or _has_numpyro()]
+    systems = [s for s in args.systems or SYSTEMS if s != "numpyro" or _has_numpyro()]
     notes = [] if "numpyro" in systems else ["numpyro is not installed: its rows are skipped"]
     # Steps per system: enough for two seconds or so of the fastest and slowest systems.
     plan = {
@@ -329,44 +396,55 @@ def main() -> None:
     readers: dict[str, list[float]] = {"stream": [], "raw_scan": [], "raw_scan_one_thread": []}
     for repetition in range(repetitions):
         order = systems[repetition % len(systems) :] + systems[: repetition % len(systems)]
-        for batch in BATCHES:
+        for batch in BATCHES if "steps" in args.parts else ():
             for system in order:
                 warmup, count = plan[batch]["slow" if system in slow else "fast"]
                 got = _run(
                     "--child", "steps", system, str(path), str(batch), str(warmup), str(count)
                 )
                 steps[system][batch].append(got["steps_per_s"])
-        for system in order:
+        for system in order if "epoch" in args.parts else ():
             if system in epochs:
                 epochs[system].append(_run("--child", "epoch", system, str(path), "1024"))
-        for kind in readers:
+        for kind in readers if "reader" in args.parts else ():
             readers[kind].append(_run("--child", "reader", kind, str(path))["rows_per_s"])
         load.append(os.getloadavg())
 
-    median = {s: {b: float(np.median(v)) for b, v in by.items()} for s, by in steps.items()}
-    ratios = {}
-    for batch in BATCHES:
-        ours = median["stream_parquet"][batch]
-        ratios[f"batch_{batch}"] = {
-            "stream_parquet_over_pymc_minibatch": ours / median["pymc_minibatch"][batch],
-            "stream_arrays_over_pymc_minibatch": median["stream_arrays"][batch]
-            / median["pymc_minibatch"][batch],
-            "parquet_over_arrays": ours / median["stream_arrays"][batch],
-            "stream_parquet_over_one_step": ours / median["stream_parquet_one_step"][batch],
+    median = {
+        s: {b: float(np.median(v)) for b, v in by.items() if v}
+        for s, by in steps.items()
+        if any(by.values())
+    }
+    ratio_of = {
+        "stream_parquet_over_pymc_minibatch": ("stream_parquet", "pymc_minibatch"),
+        "stream_arrays_over_pymc_minibatch": ("stream_arrays", "pymc_minibatch"),
+        "parquet_over_arrays": ("stream_parquet", "stream_arrays"),
+        "stream_parquet_over_one_step": ("stream_parquet", "stream_parquet_one_step"),
+        "stream_parquet_over_numpyro": ("stream_parquet", "numpyro"),
+        "gil_released_over_held": ("stream_parquet", "stream_parquet_holding_gil"),
+        "dask_cluster_over_parquet": ("stream_dask_cluster", "stream_parquet"),
+        "dask_threads_over_parquet": ("stream_dask", "stream_parquet"),
+        "stream_arrays_over_numpyro": ("stream_arrays", "numpyro"),
+    }
+    ratios = {
+        f"batch_{batch}": {
+            name: median[top][batch] / median[bottom][batch]
+            for name, (top, bottom) in ratio_of.items()
+            if top in median and bottom in median
         }
-        if "numpyro" in median:
-            ratios[f"batch_{batch}"]["stream_parquet_over_numpyro"] = (
-                ours / median["numpyro"][batch]
-            )
-            ratios[f"batch_{batch}"]["stream_arrays_over_numpyro"] = (
-                median["stream_arrays"][batch] / median["numpyro"][batch]
-            )
-    reader = {kind: float(np.median(v)) for kind, v in readers.items()}
+        for batch in BATCHES
+    }
+    reader = {kind: float(np.median(v)) for kind, v in readers.items() if v}
+    if len(reader) == len(readers):
+        reader["ratio"] = reader["stream"] / reader["raw_scan"]
+        reader["ratio_to_one_thread"] = reader["stream"] / reader["raw_scan_one_thread"]
     result = {
         "params": {
             "rows": rows,
             "repetitions": repetitions,
             "batches": list(BATCHES),
+            "systems": systems,
+            "parts": args.parts,
             "plan_warmup_steps": plan,
             "load_average_1_5_15": load,
             **machine(),
@@ -380,12 +458,9 @@ def main() -> None:
                 "peak_rss_mb": float(np.median([r["peak_rss_mb"] for r in runs])),
             }
             for system, runs in epochs.items()
+            if runs
         },
-        "reader_rows_per_s": reader
-        | {
-            "ratio": reader["stream"] / reader["raw_scan"],
-            "ratio_to_one_thread": reader["stream"] / reader["raw_scan_one_thread"],
-        },
+        "reader_rows_per_s": reader,
         "all": {"steps_per_s": steps, "epochs": epochs, "readers": readers},
     }
     result["params"]["quick"] = args.quick
