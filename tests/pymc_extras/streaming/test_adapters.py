@@ -127,6 +127,16 @@ def test_a_data_loader_streams_its_rows_with_its_total_size(parquet_dir):
     assert type(as_source(loader)).__name__ == "ParquetSource"
 
 
+def test_pm_minibatch_shuffles_a_data_loader_with_its_own_options_not_the_loaders():
+    chunks = [np.arange(100.0)[:, None] + 100 * i for i in range(5)]
+    loader = DataLoader(lambda: iter(chunks), batch_size=7, shuffle=True, seed=1, total_size=500)
+    with pm.Model():
+        data = pm.Minibatch(loader, batch_size=50, streaming=True, shuffle_buffer=0)
+    stream = get_stream(data)
+    seen = np.concatenate([stream.next_batch()[0][:, 0] for _ in range(10)])
+    np.testing.assert_array_equal(seen, np.arange(500.0))  # shuffle_buffer=0: the rows' order
+
+
 def test_a_pyarrow_dataset_of_other_files_is_refused_with_the_reader_to_use(tmp_path):
     ds = pytest.importorskip("pyarrow.dataset")
     import pyarrow.feather as feather
