@@ -227,6 +227,7 @@ class ParquetSource(BlockSource):
         A streamed column that a file lacks is a fault, unless the file's folder names give it
         (a hive partition ``key=value``): only then does pyarrow fill it in.
         """
+        import pyarrow as pa
         import pyarrow.dataset as ds
 
         partition_columns = set(ds.get_partition_keys(fragment.partition_expression))
@@ -244,11 +245,14 @@ class ParquetSource(BlockSource):
                     "have, and its folder names do not give it either (as a hive partition "
                     f"{name}=value). Every file must hold the streamed columns."
                 )
-            if schema.field(name).type != expected.field(name).type:
+            kind = schema.field(name).type
+            if kind != expected.field(name).type:
+                numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
                 raise SourceDataError(
-                    f"{fragment.path}: column {name!r} has type {schema.field(name).type} where "
-                    f"the dataset has {expected.field(name).type}. Write every file with the same "
-                    "schema."
+                    f"{fragment.path}: column {name!r} has type {kind}"
+                    f"{'' if numeric or pa.types.is_boolean(kind) else ', which is not numeric,'}"
+                    f" where the dataset has {expected.field(name).type}. Write every file with "
+                    "the same schema."
                 )
         paths = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
         for group in range(metadata.num_row_groups):
