@@ -31,6 +31,8 @@ already, and PyTensor's C backend calls back into Python between its operations.
 
 import types
 
+from typing import cast
+
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.link.numba.linker import NumbaLinker
 
@@ -111,12 +113,13 @@ def release_gil(mode: Mode | str | None) -> Mode:
     >>> float(f([1.0, 2.0]))
     5.0
     """
-    mode = get_mode(mode)
-    if type(mode.linker) is not NumbaLinker:
-        return mode
+    # get_mode always returns a Mode (it looks names up); PyTensor's hints allow a str too.
+    resolved = cast(Mode, get_mode(mode))
+    if type(resolved.linker) is not NumbaLinker:
+        return resolved
     # The linker's two settings (PyTensor keeps the scheduler private), as Linker.clone copies
     # them.
     linker = NumbaLinkerReleasingGIL(
-        allow_gc=mode.linker.allow_gc, schedule=getattr(mode.linker, "_scheduler", None)
+        allow_gc=resolved.linker.allow_gc, schedule=getattr(resolved.linker, "_scheduler", None)
     )
-    return Mode(linker=linker, optimizer=mode.provided_optimizer, db=mode.optdb)
+    return Mode(linker=linker, optimizer=resolved.provided_optimizer, db=resolved.optdb)

@@ -17,66 +17,11 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 
-from rich.progress import TextColumn
-
 import pymc as pm
 
-from pymc.data_feed import DataFeed, FedSharedVariable, feeding_data
+from pymc.data_feed import feeding_data
 from pymc.exceptions import SourceDataError, StreamingNotSupportedError
-
-
-class ListFeed(DataFeed):
-    """A feed of the hook's own kind: batches from a list, with a call log."""
-
-    def __init__(self, batches):
-        super().__init__("list")
-        self.batches = batches
-        self.calls = []
-        self.buffer = FedSharedVariable(
-            type=pt.TensorType("float64", shape=(None,)), value=batches[0], strict=False
-        )
-        self.buffer.data_feed = self
-
-    @property
-    def shared_variables(self):
-        return (self.buffer,)
-
-    @property
-    def num_rows(self):
-        return sum(len(batch) for batch in self.batches)
-
-    def start(self, *, restart, random_seed):
-        super().start(restart=restart, random_seed=random_seed)
-        self.calls.append(("start", restart))
-        self.position = 0 if restart else self.position
-
-    def before_step(self):
-        if self.position == len(self.batches):
-            raise StopIteration("out of batches")
-        self.buffer.set_value(self.batches[self.position])
-        self.position += 1
-
-    def stop(self):
-        self.calls.append(("stop",))
-
-    def progress_columns(self):
-        return (TextColumn("list feed"),)
-
-
-def test_any_data_feed_drives_pm_fit_and_refine():
-    feed = ListFeed([np.full(10, float(i)) for i in range(16)])
-    seen = []
-    with pm.Model():
-        mu = pm.Normal("mu", 0, 10)
-        obs = pm.Normal("y", mu, 1, observed=feed.buffer)
-        inference = pm.ADVI()
-        inference.fit(
-            10, progressbar=True, callbacks=[lambda *_: seen.append(feed.buffer.get_value()[0])]
-        )
-        inference.refine(10, progressbar=False)  # continues, and ends when the feed runs out
-    assert obs.owner.inputs[1].eval() == 160  # total_size, from the feed's rows
-    assert seen == [float(i) for i in range(16)]
-    assert feed.calls == [("start", True), ("stop",), ("start", False), ("stop",)]
+from tests.list_feed import ListFeed
 
 
 def test_the_guard_refuses_other_computations_until_the_caller_feeds_the_data():

@@ -11,12 +11,7 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-import os
-import subprocess
-import sys
-import textwrap
 
-import pytest
 
 from pymc.data_feed import memory
 from pymc.data_feed.memory import memory_limit
@@ -83,36 +78,3 @@ def test_without_proc_the_machines_memory_is_the_limit(tmp_path, monkeypatch):
     assert memory_limit() == 8 * GiB
     monkeypatch.setattr(memory, "_physical_memory", lambda: None)
     assert memory_limit() is None
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS as Linux has it")
-def test_the_address_space_limit_refuses_a_prefetch_that_the_machine_would_take():
-    """Under ``ulimit -v``, half of it bounds what prefetch may hold, not half of the machine."""
-    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if physical < 8 * GiB:
-        pytest.skip("needs room for Python under a limit of 60% of the machine's memory")
-    code = f"""
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, ({int(0.6 * physical)}, resource.RLIM_INFINITY))
-        import numpy as np, pymc as pm
-        from pymc.data_feed.memory import memory_limit
-        print("limit", memory_limit() == {int(0.6 * physical)})
-        try:  # 40% of the machine: under half of it, over half of the process's limit
-            pm.Minibatch(
-                lambda: iter([np.zeros((1000, 1000))]),
-                batch_size=1000, streaming=True, total_size=10**9,
-                prefetch={int(0.4 * physical) // 8_000_000},
-            )
-        except ValueError as error:
-            print("refused", error)
-        """
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "limit True" in done.stdout
-    assert "refused prefetch=" in done.stdout and "half of this process's memory" in done.stdout

@@ -23,10 +23,28 @@ import numpy as np
 import pytensor
 import pytest
 
-__all__ = ["pytensor_test_settings", "seeded_test", "strict_float32"]
+__all__ = ["pytensor_test_settings", "pytest_configure", "seeded_test", "strict_float32"]
 
 # The seed PyMC's suite uses for tests that draw from NumPy's global generator.
 _PYMC_TEST_SEED = 20160911
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Find PyMC's test helpers (``from tests.list_feed import ...``) in the tree pytest runs in.
+
+    In PyMC's checkout ``tests`` is PyMC's own folder. In the fork's environment the editable
+    install of pymc-extras puts pymc-extras' ``tests`` package on the path first, so this tree's
+    ``tests`` folder goes ahead of it in that package's search path.
+    """
+    own = config.rootpath / "tests"
+    if not own.is_dir():
+        return
+    try:
+        import tests
+    except ImportError:  # no other ``tests`` package: this tree's folder is found as it is
+        return
+    if str(own) not in list(tests.__path__):
+        tests.__path__.insert(0, str(own))
 
 
 @pytest.fixture(autouse=True)

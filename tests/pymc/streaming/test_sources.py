@@ -12,8 +12,6 @@
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 import pytensor
 import pytest
 
@@ -23,45 +21,6 @@ from pymc.streaming.sources import ArraySource, IterableSource, ZippedSource, as
 
 def rows_of(source):
     return [np.concatenate(parts) for parts in zip(*source.chunks())]
-
-
-@pytest.mark.parametrize(
-    "chunk, shapes",
-    [
-        (np.zeros((5, 3)), [(5, 3)]),
-        ((np.zeros((5, 3)), np.zeros(5)), [(5, 3), (5,)]),
-        (pd.DataFrame({"a": np.arange(4.0), "b": np.arange(4)}), [(4, 2)]),
-        (pd.Series(np.arange(4.0)), [(4,)]),
-        (pa.record_batch({"a": [1.0, 2.0], "b": [3.0, 4.0]}), [(2, 2)]),
-        (pa.table({"a": [1.0, 2.0, 3.0]}), [(3, 1)]),
-        ((pa.table({"a": [1.0, 2.0]}), pa.array([1, 0])), [(2, 1), (2,)]),
-    ],
-    ids=["array", "tuple", "dataframe", "series", "record-batch", "table", "arrow-tuple"],
-)
-def test_to_chunk_accepts_what_users_have(chunk, shapes):
-    assert [part.shape for part in to_chunk(chunk)] == shapes
-
-
-def test_arrow_chunk_keeps_column_values():
-    chunk = to_chunk(pa.record_batch({"a": [1.0, 2.0], "b": [3.0, 4.0]}))
-    np.testing.assert_array_equal(chunk[0], [[1.0, 3.0], [2.0, 4.0]])
-
-
-@pytest.mark.parametrize(
-    "chunk, match",
-    [
-        ((np.zeros((5, 3)), np.zeros(4)), "ragged chunk, its outputs have 5, 4 rows"),
-        (np.array(["a", "b"]), "dtype <U1 is not numeric"),
-        (pd.DataFrame({"a": ["x", "y"]}), "dtype object is not numeric"),
-        (np.float64(1.0), "got a scalar"),
-        (pa.record_batch({"a": pa.array([1.0, None])}), "column 'a' has 1 null value"),
-        ({"x": 1}, "expected a numpy array"),
-    ],
-    ids=["ragged", "strings", "object-frame", "scalar", "arrow-nulls", "dict"],
-)
-def test_to_chunk_refuses_bad_data(chunk, match):
-    with pytest.raises(SourceDataError, match=match):
-        to_chunk(chunk)
 
 
 def test_array_source_knows_rows_and_reads_blocks():
@@ -209,25 +168,6 @@ def test_a_later_uint64_chunk_above_the_int64_range_is_refused():
         rows_of(source)
     fits = IterableSource([first, np.array([2**62, 3], np.uint64)])  # converted: no value changes
     np.testing.assert_array_equal(rows_of(fits)[0], [1, 2, 2**62, 3])
-
-
-@pytest.mark.parametrize(
-    "chunk",
-    [
-        pd.DataFrame({"big": [2**53 + 1, 2], "x": [0.5, 1.0]}),
-        pa.table({"big": [2**53 + 1, 2], "x": [0.5, 1.0]}),
-    ],
-    ids=["pandas", "arrow"],
-)
-def test_an_int64_above_2_53_beside_a_float_column_is_refused(chunk):
-    with pytest.raises(
-        SourceDataError,
-        match=r"column 'big': 1 value\(s\) of dtype int64 do not fit the dtype float64 \(e\.g\. "
-        r"9007199254740993 would become 9007199254740992\.0\)",
-    ):
-        to_chunk(chunk)
-    exact = to_chunk(chunk.slice(1) if isinstance(chunk, pa.Table) else chunk.iloc[1:])
-    np.testing.assert_array_equal(exact[0], [[2.0, 1.0]])
 
 
 def test_complex_arrays_are_refused_by_every_way_in():
