@@ -214,12 +214,44 @@ class ParquetSource(BlockSource):
             if self._filter is None:
                 yield piece, piece.row_groups[0].num_rows
             else:
+                # A scan allocates for the rows the footer declares before it decodes any: a
+                # crafted count must be found by decoding first, a bounded batch at a time.
+                row_group = piece.row_groups[0]
+                self._check_declared_rows(fragment.path, row_group.id, row_group.num_rows)
                 # Only the filter's columns are read. Not Scanner.count_rows: on a row group of a
                 # partition the filter selects whole, it counts the whole file (pyarrow 26).
                 scanner = piece.scanner(
                     schema=self._dataset.schema, filter=self._filter, columns=[]
                 )
                 yield piece, scanner.to_table().num_rows
+
+    def _check_declared_rows(self, path: str, group: int, declared: int) -> None:
+        """Decode one column of a row group in bounded batches: it holds the rows it declares.
+
+        Memory is one batch of one column, whatever the footer says.
+        """
+        import pyarrow.parquet as pq
+
+        where = f"{path}, row group {group}"
+        decoded = 0
+        try:
+            with self._dataset.filesystem.open_input_file(path) as handle:
+                file = pq.ParquetFile(
+                    handle, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER_BYTES
+                )
+                first = file.schema_arrow.names[:1]
+                batches = file.iter_batches(
+                    batch_size=PARQUET_DECODE_ROWS, row_groups=[group], columns=first
+                )
+                for batch in batches:
+                    decoded += batch.num_rows
+                    if decoded > declared:
+                        break
+        except arrow_errors() as error:
+            self._stamps.check(path)
+            raise file_error(error, path, f"Reading {where} failed (corrupt file?)") from error
+        if decoded != declared:
+            self._raise_row_count(path, where, declared, decoded)
 
     def _check_fragment(self, fragment, schema, metadata) -> None:
         """Every file holds the columns with the dataset's types; statistics show no nulls.
@@ -380,6 +412,13 @@ class ParquetSource(BlockSource):
 
     def read_block(self, index: int) -> Chunk:
         piece, path, group = self._blocks[index]
+        if self._filter is None and not set(self._columns) <= set(self._partition_values(piece)):
+            # Decoded a bounded piece at a time and checked against the footer as it goes: a
+            # whole-table read would allocate for the rows a crafted footer declares.
+            pieces = list(self.iter_block(index, PARQUET_DECODE_ROWS))
+            if not pieces:  # a row group of no rows
+                return tuple(np.empty((0, *spec.row_shape), spec.dtype) for spec in self.specs)
+            return tuple(np.concatenate(parts) for parts in zip(*pieces))
         where = f"{path}, row group {group}"
         try:
             table = piece.to_table(

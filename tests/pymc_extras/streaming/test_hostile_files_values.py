@@ -126,6 +126,50 @@ def test_a_parquet_footer_declaring_rows_its_pages_lack_is_named_at_the_read(tmp
         stream.next_batch()
 
 
+def test_a_filtered_parquet_source_decodes_before_trusting_a_footer(tmp_path):
+    import pyarrow.compute as pc
+
+    craft_parquet_rows(parquet(tmp_path / "crafted.parquet"), 10**9)  # every count alike
+    # A filtered source counts the rows that pass; a scan would first allocate 8 GB for the
+    # rows the footer declares.
+    with pytest.raises(SourceDataError, match=r"declares 1,000,000,000 rows, but the row group"):
+        ParquetSource(tmp_path / "crafted.parquet", columns=["x", "y"], filter=pc.field("x") > -1)
+
+
+def test_reading_a_crafted_parquet_footer_allocates_nothing_from_it(tmp_path):
+    # In a child process that may map 3 GB: the footer declares 10^11 rows (800 GB of x).
+    import subprocess
+    import sys
+    import textwrap
+
+    craft_parquet_rows(parquet(tmp_path / "crafted.parquet"), 10**11)
+    code = textwrap.dedent(
+        f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, resource.RLIM_INFINITY))
+        import pyarrow.compute as pc
+        from pymc.exceptions import SourceDataError
+        from pymc_extras.streaming import ParquetSource
+        path = {str(tmp_path / "crafted.parquet")!r}
+        for make, read in [
+            (lambda: ParquetSource(path, columns=["x", "y"]), lambda s: s.read_block(0)),
+            (lambda: ParquetSource(path, columns=["x"], filter=pc.field("x") > -1), None),
+        ]:
+            try:
+                source = make()
+                read(source)
+            except SourceDataError as error:
+                assert "corrupt or crafted" in str(error), error
+            else:
+                raise AssertionError("no error")
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
 def declaring(kind, folder, rows):
     """A few hundred bytes that declare ``rows`` rows."""
     if kind == "npy":
