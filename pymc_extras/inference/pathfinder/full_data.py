@@ -29,8 +29,8 @@ from pytensor.compile.executor import Function
 
 from pymc_extras.inference.pathfinder.bfgs_sample import _bfgs_sample_pt
 from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
-from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp
-from pymc_extras.streaming.passes import reads_minibatched_data
+from pymc_extras.streaming.passes.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp
+from pymc_extras.streaming.passes.minibatched_data import reads_minibatched_data
 
 __all__ = ["FullDataPathfinder", "SharedPasses", "full_data_pathfinder"]
 
@@ -64,8 +64,8 @@ def full_data_pathfinder(
         Passed to :func:`pymc.pytensorf.compile`.
     chunk_size : int, optional
         Rows of data evaluated per compiled call for one point, default
-        :data:`pymc_extras.streaming.full_data.DEFAULT_CHUNK_SIZE` (65,536). Memory during a
-        pass is bounded by it; see :class:`pymc_extras.streaming.full_data.FullDataLogp`.
+        :data:`pymc_extras.streaming.passes.full_data.DEFAULT_CHUNK_SIZE` (65,536). Memory during a
+        pass is bounded by it; see :class:`pymc_extras.streaming.passes.full_data.FullDataLogp`.
     """
     if not reads_minibatched_data(model):
         return None

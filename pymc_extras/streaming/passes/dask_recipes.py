@@ -16,7 +16,7 @@
 from collections.abc import Generator, Sequence
 from typing import Any
 
-from pymc_extras.streaming.arrow_files import PARQUET_DECODE_ROWS, PARQUET_READ_BUFFER_BYTES
+from pymc_extras.streaming.readers.arrow_files import PARQUET_DECODE_ROWS, PARQUET_READ_BUFFER_BYTES
 
 __all__ = ["ParquetPieces", "Recipe", "recipes"]
 

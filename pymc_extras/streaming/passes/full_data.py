@@ -36,9 +36,9 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.math import variadic_add
 from threadpoolctl import threadpool_limits
 
-from pymc_extras.streaming.dask_passes import PartitionPass, PassRunner, PassTraffic
-from pymc_extras.streaming.pass_mode import pass_mode
-from pymc_extras.streaming.passes import MinibatchedData, full_data_model
+from pymc_extras.streaming.passes.pass_runner import PartitionPass, PassRunner, PassTraffic
+from pymc_extras.streaming.passes.pass_mode import pass_mode
+from pymc_extras.streaming.passes.minibatched_data import MinibatchedData, full_data_model
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FullDataLogp", "PassResult"]
 
@@ -79,7 +79,7 @@ class _Sums:
 class _LogpPass(PartitionPass):
     """The compiled evaluation of one block of data terms, summed over chunks of rows.
 
-    Runs here or on the workers of a Dask cluster (:class:`~pymc_extras.streaming.dask_passes.
+    Runs here or on the workers of a Dask cluster (:class:`~pymc_extras.streaming.passes.pass_runner.
     PassRunner`). The inputs of a pass are ``(grad_points, value_points, rows_per_call)``.
     ``fn(grad_points, value_points, *rows)`` returns the log density and gradient of the data
     terms of some rows at the gradient points and their log density at the value points,
@@ -214,7 +214,7 @@ class FullDataLogp:
     Examples
     --------
     >>> import numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.full_data import FullDataLogp
+    >>> from pymc_extras.streaming.passes.full_data import FullDataLogp
     >>> x = np.random.default_rng(0).normal(size=1_000)
     >>> with pm.Model() as model:
     ...     x_mb = pm.Minibatch(x, batch_size=10, streaming=True)

@@ -31,8 +31,8 @@ from pymc.streaming.sources import Chunk, Source
 from pytensor.graph.basic import Variable
 from pytensor.tensor.type import TensorType
 
-from pymc_extras.streaming.dask_recipes import ParquetPieces, Recipe, recipes
-from pymc_extras.streaming.passes import PASS_CHUNK_ROWS, data_chunks, split_chunk
+from pymc_extras.streaming.passes.dask_recipes import ParquetPieces, Recipe, recipes
+from pymc_extras.streaming.passes.minibatched_data import PASS_CHUNK_ROWS, data_chunks, split_chunk
 
 __all__ = [
     "QUIET_TIMEOUT",
@@ -54,7 +54,7 @@ class PartitionPass(ABC):
     A pass over a source is a map over its partitions followed by a combination of their
     partial results in partition order, so that the result is the same at every run. The same
     object serves both backends of :class:`PassRunner`: here, it is called once per chunk of
-    :func:`~pymc_extras.streaming.passes.data_chunks`; on a Dask cluster, once per partition,
+    :func:`~pymc_extras.streaming.passes.minibatched_data.data_chunks`; on a Dask cluster, once per partition,
     on the worker that computed it, with the partition in chunks of at most ``rows`` rows.
     Only the object itself (once per worker), the inputs of a pass and the partial results
     travel, never rows. So the object must pickle (PyTensor functions do: loading one compiles
@@ -113,7 +113,7 @@ class PassTraffic:
 def cluster_of(source: Source) -> Any:
     """The ``distributed.Client`` whose workers should run passes over ``source``, or None.
 
-    A :class:`~pymc_extras.streaming.dask_source.DaskSource` with a distributed client (given
+    A :class:`~pymc_extras.streaming.readers.dask_source.DaskSource` with a distributed client (given
     as its ``scheduler``, or the current one); None for every other source, which a pass reads
     here.
     """
@@ -207,14 +207,14 @@ class PassRunner:
     """Runs the passes of one :class:`PartitionPass` over one source, here or on a cluster.
 
     Each :meth:`run` decides where its pass runs. Over a
-    :class:`~pymc_extras.streaming.dask_source.DaskSource` with a ``distributed.Client``
+    :class:`~pymc_extras.streaming.readers.dask_source.DaskSource` with a ``distributed.Client``
     (:func:`cluster_of`), the pass is a map over the partitions: each task computes a
     partition on a worker, converts it to arrays there and hands it to the pass object in
     chunks of at most ``rows`` rows; a partition that is a plain read of Parquet row groups
     (``dask.dataframe.read_parquet`` without filters) is read a piece at a time as it is
     evaluated, instead of whole. Only the pass object (sent once to each worker, and loaded
     there once), the inputs of the pass and the partial results travel. Over any other source
-    the pass reads :func:`~pymc_extras.streaming.passes.data_chunks` here, a thread reading
+    the pass reads :func:`~pymc_extras.streaming.passes.minibatched_data.data_chunks` here, a thread reading
     ahead while the pass object evaluates. Either way, the partial results come back in the
     order of the data, and every pass must read the rows the source declares.
 
@@ -259,7 +259,7 @@ class PassRunner:
     >>> import numpy as np
     >>> import pytensor.tensor as pt
     >>> from pymc.streaming.sources import ArraySource
-    >>> from pymc_extras.streaming.dask_passes import PartitionPass, PassRunner
+    >>> from pymc_extras.streaming.passes.pass_runner import PartitionPass, PassRunner
     >>> class Total(PartitionPass):
     ...     def partial(self, inputs, chunks, *, first_row, first):
     ...         return sum(float(chunk[0].sum()) for chunk in chunks) * inputs

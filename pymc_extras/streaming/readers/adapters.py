@@ -35,7 +35,7 @@ __all__ = [
 def register_h5py() -> None:
     import h5py
 
-    from pymc_extras.streaming.array_files import HDF5Source
+    from pymc_extras.streaming.readers.array_files import HDF5Source
 
     register_source(h5py.Dataset, HDF5Source, aligns=True)
 
@@ -43,7 +43,7 @@ def register_h5py() -> None:
 def register_zarr() -> None:
     import zarr
 
-    from pymc_extras.streaming.array_files import ZarrSource
+    from pymc_extras.streaming.readers.array_files import ZarrSource
 
     register_source(zarr.Array, ZarrSource, aligns=True)
 
@@ -52,7 +52,7 @@ def register_dask() -> None:
     import dask.array as da
     import dask.dataframe as dd
 
-    from pymc_extras.streaming.dask_source import DaskSource
+    from pymc_extras.streaming.readers.dask_source import DaskSource
 
     for collection in (da.Array, dd.DataFrame, dd.Series):
         register_source(collection, DaskSource, aligns=True)
@@ -61,7 +61,7 @@ def register_dask() -> None:
 def register_pyarrow() -> None:
     import pyarrow.dataset as ds
 
-    from pymc_extras.streaming.arrow_files import ParquetSource
+    from pymc_extras.streaming.readers.arrow_files import ParquetSource
 
     @register_source(ds.FileSystemDataset)
     def _dataset(dataset: ds.FileSystemDataset) -> Source:
@@ -87,7 +87,7 @@ def register_pymc_extras() -> None:
 
     @register_source(_ParquetDataset)
     def _parquet(dataset: _ParquetDataset) -> Source:
-        from pymc_extras.streaming.arrow_files import ParquetSource
+        from pymc_extras.streaming.readers.arrow_files import ParquetSource
 
         # Row groups read in a random order, where iterating the dataset reads them in order.
         return ParquetSource(dataset._paths, columns=[list(dataset._columns)])

@@ -13,7 +13,7 @@
 #   limitations under the License.
 """Array files as sources: HDF5 and Zarr, read in row ranges aligned to their chunks.
 
-``NpySource`` (``.npy`` files) lives in :mod:`pymc_extras.streaming.npy_files` and is named here
+``NpySource`` (``.npy`` files) lives in :mod:`pymc_extras.streaming.readers.npy_files` and is named here
 too, where it was first defined.
 """
 
@@ -28,10 +28,10 @@ import numpy as np
 
 from pymc.exceptions import InvalidSourceError, SourceDataError, StreamingError
 
-from pymc_extras.streaming.chunked import ChunkedArraySource, is_path
-from pymc_extras.streaming.files import access_error, readable
-from pymc_extras.streaming.npy_files import NpySource
-from pymc_extras.streaming.optional import import_optional
+from pymc_extras.streaming.readers.chunked import ChunkedArraySource, is_path
+from pymc_extras.streaming.readers.files import access_error, readable
+from pymc_extras.streaming.readers.npy_files import NpySource
+from pymc_extras.streaming.readers.optional import import_optional
 
 __all__ = ["HDF5Source", "NpySource", "ZarrSource"]
 
@@ -145,7 +145,7 @@ class HDF5Source(ChunkedArraySource):
     Examples
     --------
     >>> import tempfile, h5py, numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.array_files import HDF5Source
+    >>> from pymc_extras.streaming.readers.array_files import HDF5Source
     >>> path = f"{tempfile.mkdtemp()}/data.h5"
     >>> with h5py.File(path, "w") as file:
     ...     _ = file.create_dataset("X", data=np.random.normal(size=(1_000, 3)), chunks=(250, 3))
@@ -420,7 +420,7 @@ class ZarrSource(ChunkedArraySource):
     Examples
     --------
     >>> import tempfile, zarr, numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.array_files import ZarrSource
+    >>> from pymc_extras.streaming.readers.array_files import ZarrSource
     >>> path = f"{tempfile.mkdtemp()}/data.zarr"
     >>> group = zarr.open_group(path, mode="w")
     >>> group.create_array("X", shape=(1_000, 3), chunks=(250, 3), dtype="f8")[:] = 1.0
@@ -473,7 +473,7 @@ class ZarrSource(ChunkedArraySource):
             raise clear from error
 
     def _open(self, zarr, obj, storage_options: dict | None):
-        from pymc_extras.streaming.zarr_store import ConfinedLocalStore, confine
+        from pymc_extras.streaming.readers.zarr_store import ConfinedLocalStore, confine
 
         if isinstance(obj, zarr.Array | zarr.Group):
             return obj if self._allow_external else confine(obj)

@@ -24,7 +24,7 @@ from pymc.exceptions import SourceDataError
 from pymc.streaming.casting import check_cast
 from pymc.streaming.sources import Chunk, OutputSpec
 
-from pymc_extras.streaming.files import access_error, find_files, readable
+from pymc_extras.streaming.readers.files import access_error, find_files, readable
 
 __all__ = [
     "Columns",

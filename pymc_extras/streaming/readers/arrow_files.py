@@ -13,7 +13,7 @@
 #   limitations under the License.
 """Readers of columnar files through pyarrow: Parquet datasets and Arrow IPC (Feather) files.
 
-``CSVSource`` lives in :mod:`pymc_extras.streaming.csv_files` and is named here too, where it
+``CSVSource`` lives in :mod:`pymc_extras.streaming.readers.csv_files` and is named here too, where it
 was first defined.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import BlockSource, Chunk
 
-from pymc_extras.streaming.arrow_columns import (
+from pymc_extras.streaming.readers.arrow_columns import (
     Columns,
     arrow_errors,
     check_same_columns,
@@ -39,10 +39,10 @@ from pymc_extras.streaming.arrow_columns import (
     specs_of,
     to_chunk,
 )
-from pymc_extras.streaming.csv_files import CSV_BLOCK_BYTES, CSVSource
-from pymc_extras.streaming.files import FileStamps
-from pymc_extras.streaming.optional import import_optional
-from pymc_extras.streaming.parquet_metadata import (
+from pymc_extras.streaming.readers.csv_files import CSV_BLOCK_BYTES, CSVSource
+from pymc_extras.streaming.readers.files import FileStamps
+from pymc_extras.streaming.readers.optional import import_optional
+from pymc_extras.streaming.readers.parquet_metadata import (
     check_column_names,
     check_filter,
     check_row_counts,

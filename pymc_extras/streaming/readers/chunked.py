@@ -23,7 +23,7 @@ import numpy as np
 from pymc.exceptions import SourceDataError, StreamingError
 from pymc.streaming.sources import Chunk, OutputSpec, Source, check_max_rows
 
-from pymc_extras.streaming.files import FileStamps, access_error
+from pymc_extras.streaming.readers.files import FileStamps, access_error
 
 __all__ = ["PASS_READ_ROWS", "ChunkedArraySource", "is_path"]
 

@@ -22,7 +22,7 @@ import numpy as np
 from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import MAX_ROWS, Chunk, Source
 
-from pymc_extras.streaming.arrow_columns import (
+from pymc_extras.streaming.readers.arrow_columns import (
     Columns,
     arrow_errors,
     check_schema,
@@ -33,8 +33,8 @@ from pymc_extras.streaming.arrow_columns import (
     specs_of,
     to_chunk,
 )
-from pymc_extras.streaming.files import FileStamps
-from pymc_extras.streaming.optional import import_optional
+from pymc_extras.streaming.readers.files import FileStamps
+from pymc_extras.streaming.readers.optional import import_optional
 
 __all__ = ["CSV_BLOCK_BYTES", "CSVSource"]
 

@@ -26,7 +26,7 @@ from pymc.exceptions import InvalidSourceError, SourceDataError
 from pymc.streaming.casting import cast_exactly, check_cast
 from pymc.streaming.sources import BlockSource, Chunk, OutputSpec
 
-from pymc_extras.streaming.optional import import_optional
+from pymc_extras.streaming.readers.optional import import_optional
 
 __all__ = ["DaskSource", "PartitionReader"]
 
@@ -221,7 +221,7 @@ class DaskSource(BlockSource):
 
     >>> import dask.array as da
     >>> import pymc as pm
-    >>> from pymc_extras.streaming.dask_source import DaskSource
+    >>> from pymc_extras.streaming.readers.dask_source import DaskSource
     >>> X = da.random.default_rng(0).normal(size=(10_000, 3), chunks=(2_500, 3))
     >>> y = X @ da.from_array([1.0, -1.0, 0.5]) + 1.0
     >>> source = DaskSource(X, y)
@@ -353,7 +353,7 @@ class DaskSource(BlockSource):
         The ``scheduler`` given to the source if it is a client; else, unless a scheduler that
         is not distributed is given or configured (``dask.config.set(scheduler="threads")``),
         the current client, if there is one. Full-data passes over the source run on the
-        workers of this client (:mod:`pymc_extras.streaming.dask_passes`).
+        workers of this client (:mod:`pymc_extras.streaming.passes.pass_runner`).
         """
         scheduler = self._scheduler
         if scheduler is None:

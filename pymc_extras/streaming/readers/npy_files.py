@@ -22,8 +22,8 @@ import numpy as np
 
 from pymc.exceptions import InvalidSourceError, SourceDataError
 
-from pymc_extras.streaming.chunked import ChunkedArraySource, is_path
-from pymc_extras.streaming.files import access_error
+from pymc_extras.streaming.readers.chunked import ChunkedArraySource, is_path
+from pymc_extras.streaming.readers.files import access_error
 
 __all__ = ["NpySource"]
 

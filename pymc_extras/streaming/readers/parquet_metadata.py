@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pymc.exceptions import SourceDataError
 from pymc.streaming.sources import check_max_rows
 
-from pymc_extras.streaming.arrow_columns import arrow_errors
+from pymc_extras.streaming.readers.arrow_columns import arrow_errors
 
 __all__ = [
     "check_column_names",

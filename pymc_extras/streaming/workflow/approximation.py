@@ -26,8 +26,8 @@ from pytensor.graph.replace import vectorize_graph
 from scipy.linalg import solve_triangular
 from xarray import DataTree
 
-from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp
-from pymc_extras.streaming.pointwise import Draws
+from pymc_extras.streaming.passes.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp
+from pymc_extras.streaming.workflow.pointwise import Draws
 
 __all__ = ["log_densities", "unconstrained_draws"]
 
@@ -132,10 +132,10 @@ def log_densities(
 
     PSIS-LOO of draws from an approximation ``q`` of the posterior ``p`` reweights them by
     ``p / q`` (Magnusson et al. 2019, 2020): ``arviz_stats.loo_approximate_posterior`` and
-    ``arviz_stats.loo_subsample`` (and :func:`pymc_extras.streaming.loo.loo_subsample`) take
+    ``arviz_stats.loo_subsample`` (and :func:`pymc_extras.streaming.workflow.loo.loo_subsample`) take
     ``log_p`` and ``log_q`` for it. Both are on the unconstrained scale, where ADVI's ``q`` is
     Gaussian: ``log_p`` is the exact full-data log density with the transforms' Jacobians (one
-    pass over the data for all draws, by :class:`~pymc_extras.streaming.full_data.FullDataLogp`;
+    pass over the data for all draws, by :class:`~pymc_extras.streaming.passes.full_data.FullDataLogp`;
     unnormalised, which PSIS allows), and ``log_q`` the approximation's exact log density.
 
     Parameters

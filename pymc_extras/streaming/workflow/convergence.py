@@ -183,7 +183,7 @@ class EarlyStopping(Callback):
     Examples
     --------
     >>> import numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.convergence import EarlyStopping
+    >>> from pymc_extras.streaming.workflow.convergence import EarlyStopping
     >>> y = np.random.default_rng(0).normal(2.0, 1.0, size=20_000)
     >>> with pm.Model():
     ...     y_mb = pm.Minibatch(y, batch_size=200, streaming=True)

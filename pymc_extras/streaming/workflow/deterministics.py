@@ -16,7 +16,7 @@
 from pymc.model import Model, modelcontext
 from pymc.model.fgraph import ModelDeterministic, fgraph_from_model, model_from_fgraph
 
-from pymc_extras.streaming.passes import minibatched_data
+from pymc_extras.streaming.passes.minibatched_data import minibatched_data
 
 __all__ = ["data_deterministics", "without_data_deterministics"]
 
@@ -35,7 +35,7 @@ def data_deterministics(model: Model | None = None) -> list[str]:
     Examples
     --------
     >>> import numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.deterministics import data_deterministics
+    >>> from pymc_extras.streaming.workflow.deterministics import data_deterministics
     >>> X = np.ones((100, 2))
     >>> with pm.Model() as model:
     ...     X_mb = pm.Minibatch(X, batch_size=10, streaming=True)
@@ -61,7 +61,7 @@ def without_data_deterministics(model: Model | None = None) -> Model:
     Examples
     --------
     >>> import numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.deterministics import without_data_deterministics
+    >>> from pymc_extras.streaming.workflow.deterministics import without_data_deterministics
     >>> X, y = np.ones((100, 2)), np.zeros(100)
     >>> with pm.Model() as model:
     ...     X_mb, y_mb = pm.Minibatch(X, y, batch_size=10, streaming=True)

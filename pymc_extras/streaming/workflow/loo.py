@@ -33,11 +33,17 @@ from pymc.model import Model, modelcontext
 from scipy.special import logsumexp
 from xarray import DataTree
 
-from pymc_extras.streaming.full_data import DEFAULT_CHUNK_SIZE
-from pymc_extras.streaming.output_files import OutputFiles
-from pymc_extras.streaming.passes import data_chunks
-from pymc_extras.streaming.pointwise import ChunkLogLikelihood, Draws, choose_block
-from pymc_extras.streaming.rows import DataBlock, RowPicker, as_rows, data_blocks, holding_rows
+from pymc_extras.streaming.passes.full_data import DEFAULT_CHUNK_SIZE
+from pymc_extras.streaming.workflow.output_files import OutputFiles
+from pymc_extras.streaming.passes.minibatched_data import data_chunks
+from pymc_extras.streaming.workflow.pointwise import ChunkLogLikelihood, Draws, choose_block
+from pymc_extras.streaming.workflow.rows import (
+    DataBlock,
+    RowPicker,
+    as_rows,
+    data_blocks,
+    holding_rows,
+)
 
 __all__ = ["LOO_FILES", "loo_subsample"]
 
@@ -172,7 +178,7 @@ def loo_subsample(
     ``pm.compute_log_likelihood`` on a copy of the model holding those rows, and PSIS-LOO on it
     by ``arviz_stats.loo`` or, with ``log_p`` and ``log_q``, ``arviz_stats.loo_approximate_
     posterior`` (the approximate-posterior correction of Magnusson et al. 2020, for ADVI and
-    Pathfinder draws; see :func:`pymc_extras.streaming.approximation.log_densities`).
+    Pathfinder draws; see :func:`pymc_extras.streaming.workflow.approximation.log_densities`).
 
     What is exact and what is estimated: the subsample's pointwise log-likelihood is exact
     (that of the in-memory model); its PSIS-LOO elpd values are PyMC's and ArviZ's; the elpd is

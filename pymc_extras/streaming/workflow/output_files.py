@@ -135,7 +135,7 @@ class OutputFiles:
     --------
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from pymc_extras.streaming.output_files import OutputFiles
+    >>> from pymc_extras.streaming.workflow.output_files import OutputFiles
     >>> folder = Path(tempfile.mkdtemp())
     >>> with OutputFiles() as outputs:
     ...     outputs.file(folder / "out.bin").write(b"all of it")

@@ -23,7 +23,7 @@ from pymc.model import Model, modelcontext
 from pymc.streaming.sources import Source
 from xarray import DataTree
 
-from pymc_extras.streaming.rows import rows_model
+from pymc_extras.streaming.workflow.rows import rows_model
 
 __all__ = ["log_likelihood_subsample", "posterior_predictive_subsample", "predict"]
 
@@ -50,12 +50,12 @@ def predict(
     """Posterior predictive draws on new rows in memory, as ``pm.set_data`` + predictions.
 
     The model's streamed data are swapped for ``data``, as ``pm.set_data`` swaps a
-    ``pm.Data``, in a copy of the model (:func:`pymc_extras.streaming.rows.rows_model`), and
+    ``pm.Data``, in a copy of the model (:func:`pymc_extras.streaming.workflow.rows.rows_model`), and
     ``pm.sample_posterior_predictive(..., predictions=True)`` runs on it. The result is exactly
     what that function returns on the same model built on in-memory ``pm.Data`` after
     ``pm.set_data``, for the same posterior draws and ``random_seed``. For new data larger than
     memory, write the predictions to a file with
-    :func:`pymc_extras.streaming.predictive_passes.predict_to_file`.
+    :func:`pymc_extras.streaming.workflow.predictive_passes.predict_to_file`.
 
     Parameters
     ----------
@@ -87,7 +87,7 @@ def predict(
     Examples
     --------
     >>> import arviz as az, numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.predictive import predict
+    >>> from pymc_extras.streaming.workflow.predictive import predict
     >>> rng = np.random.default_rng(0)
     >>> X, y = rng.normal(size=(2_000, 2)), rng.normal(size=2_000)
     >>> with pm.Model() as model:
@@ -133,14 +133,14 @@ def posterior_predictive_subsample(
     """Posterior predictive draws for a random subsample of rows, with their observed data.
 
     The rows are read from the stream (one pass at most; arrays in memory are gathered) into a
-    copy of the model (:func:`pymc_extras.streaming.rows.rows_model`), on which
+    copy of the model (:func:`pymc_extras.streaming.workflow.rows.rows_model`), on which
     ``pm.sample_posterior_predictive`` and ``pm.compute_log_likelihood`` run. The draws are
     those of the same model built in memory on the same rows, for the same posterior draws and
     ``random_seed``. The result has the groups ArviZ's checks read, so ``az.plot_ppc`` and
     ``az.loo_pit`` work on it as on an in-memory fit; their rows are a simple random sample of
     the dataset, so what they show estimates the whole data's picture, with sampling error
     that shrinks as ``rows`` grows. For summaries over every row, see
-    :func:`pymc_extras.streaming.predictive_passes.ppc_summary`.
+    :func:`pymc_extras.streaming.workflow.predictive_passes.ppc_summary`.
 
     Parameters
     ----------
@@ -176,7 +176,7 @@ def posterior_predictive_subsample(
     Examples
     --------
     >>> import arviz as az, numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.predictive import posterior_predictive_subsample
+    >>> from pymc_extras.streaming.workflow.predictive import posterior_predictive_subsample
     >>> rng = np.random.default_rng(0)
     >>> y = rng.normal(size=5_000)
     >>> with pm.Model() as model:
@@ -221,10 +221,10 @@ def log_likelihood_subsample(
     """The pointwise log-likelihood of a random subsample of rows, with their observed data.
 
     ``pm.compute_log_likelihood`` on a copy of the model holding the rows
-    (:func:`pymc_extras.streaming.rows.rows_model`): exactly the values of the in-memory model
+    (:func:`pymc_extras.streaming.workflow.rows.rows_model`): exactly the values of the in-memory model
     on those rows, for the same posterior draws. ``arviz_stats.loo`` on the result is PSIS-LOO
     of those rows alone; for the elpd of the whole dataset, see
-    :func:`pymc_extras.streaming.loo.loo_subsample`.
+    :func:`pymc_extras.streaming.workflow.loo.loo_subsample`.
 
     Parameters
     ----------
@@ -250,7 +250,7 @@ def log_likelihood_subsample(
     Examples
     --------
     >>> import arviz as az, numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.predictive import log_likelihood_subsample
+    >>> from pymc_extras.streaming.workflow.predictive import log_likelihood_subsample
     >>> y = np.random.default_rng(0).normal(size=5_000)
     >>> with pm.Model() as model:
     ...     y_mb = pm.Minibatch(y, batch_size=100, streaming=True)

@@ -29,9 +29,9 @@ from pymc.pytensorf import compile
 from pymc.streaming.sources import Chunk, Source, as_source
 from xarray import DataTree
 
-from pymc_extras.streaming.output_files import OutputFiles
-from pymc_extras.streaming.passes import data_chunks
-from pymc_extras.streaming.pointwise import (
+from pymc_extras.streaming.workflow.output_files import OutputFiles
+from pymc_extras.streaming.passes.minibatched_data import data_chunks
+from pymc_extras.streaming.workflow.pointwise import (
     PREDICTIVE_BLOCK_ROWS,
     ChunkPredictive,
     Draws,
@@ -39,7 +39,7 @@ from pymc_extras.streaming.pointwise import (
     blocks_of_rows,
     choose_block,
 )
-from pymc_extras.streaming.row_outputs import (
+from pymc_extras.streaming.workflow.row_outputs import (
     DatasetMoments,
     DatasetQuantiles,
     ParquetRows,
@@ -49,7 +49,7 @@ from pymc_extras.streaming.row_outputs import (
     quantile_name,
     row_summaries,
 )
-from pymc_extras.streaming.rows import DataBlock, data_blocks
+from pymc_extras.streaming.workflow.rows import DataBlock, data_blocks
 
 __all__ = ["PassReport", "ppc_summary", "predict_to_file"]
 
@@ -133,7 +133,7 @@ def predict_to_file(
     """Predictions on new data larger than memory, written out in chunks, in one pass.
 
     The new rows are read from ``data`` in chunks; for each block of
-    :data:`~pymc_extras.streaming.pointwise.PREDICTIVE_BLOCK_ROWS` rows, the posterior
+    :data:`~pymc_extras.streaming.workflow.pointwise.PREDICTIVE_BLOCK_ROWS` rows, the posterior
     predictive draws of every posterior draw are computed in one call and written out:
 
     - ``*.parquet``: one row per row of the new data, in order, with the columns ``row`` and,
@@ -160,7 +160,7 @@ def predict_to_file(
     that fails (a source that changes or goes away, a full disk, an interrupt) leaves no output
     and no temporary, and its own error is raised. ``path`` itself is never a symbolic link:
     nothing is written through one (see
-    :class:`~pymc_extras.streaming.output_files.OutputFiles`).
+    :class:`~pymc_extras.streaming.workflow.output_files.OutputFiles`).
 
     Parameters
     ----------

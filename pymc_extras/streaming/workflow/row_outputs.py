@@ -24,7 +24,7 @@ import numpy as np
 
 from pymc.exceptions import SourceDataError
 
-from pymc_extras.streaming.optional import import_optional
+from pymc_extras.streaming.readers.optional import import_optional
 
 __all__ = [
     "PARQUET_ROW_GROUP_ROWS",
@@ -109,7 +109,7 @@ def output_format(path) -> str:
     """The format an output's suffix names: ``"parquet"`` or ``"zarr"``.
 
     Where it is written, and whether it may replace what is there, is
-    :func:`pymc_extras.streaming.output_files.check_output_path`'s business.
+    :func:`pymc_extras.streaming.workflow.output_files.check_output_path`'s business.
     """
     kind = Path(path).suffix.lower().lstrip(".")
     if kind not in ("parquet", "zarr"):
@@ -153,7 +153,7 @@ class ParquetRows(_Writer):
     ----------
     sink : binary file
         Where the file is written, open for writing (from
-        :meth:`~pymc_extras.streaming.output_files.OutputFiles.file`); the caller closes it.
+        :meth:`~pymc_extras.streaming.workflow.output_files.OutputFiles.file`); the caller closes it.
     """
 
     def __init__(self, sink: BinaryIO):
@@ -215,7 +215,7 @@ class ZarrDraws(_Writer):
     ----------
     path : Path
         An empty folder that becomes the store (from
-        :meth:`~pymc_extras.streaming.output_files.OutputFiles.folder`).
+        :meth:`~pymc_extras.streaming.workflow.output_files.OutputFiles.folder`).
     """
 
     def __init__(self, path: Path, group: str, sample_coords: dict, dims: Mapping[str, tuple]):

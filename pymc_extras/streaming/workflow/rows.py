@@ -42,7 +42,11 @@ from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.shape import Shape_i
 from pytensor.tensor.variable import TensorVariable
 
-from pymc_extras.streaming.passes import MinibatchedData, data_chunks, full_data_model
+from pymc_extras.streaming.passes.minibatched_data import (
+    MinibatchedData,
+    data_chunks,
+    full_data_model,
+)
 
 __all__ = [
     "ROW_DIM",
@@ -116,7 +120,7 @@ def _names(member: MinibatchedData, index: int) -> list[str]:
 def data_blocks(model: Model | None = None) -> tuple[Model, list[DataBlock]]:
     """The full-data model of ``model`` and the data it reads, one block per stream.
 
-    The full-data model is :func:`pymc_extras.streaming.passes.full_data_model`'s: streamed
+    The full-data model is :func:`pymc_extras.streaming.passes.minibatched_data.full_data_model`'s: streamed
     data become placeholders of any number of rows, observed unscaled.
     """
     model = modelcontext(model)
@@ -197,7 +201,7 @@ def choose_rows(num_rows: int, size: int, *, seed=None) -> np.ndarray:
 
     Examples
     --------
-    >>> from pymc_extras.streaming.rows import choose_rows
+    >>> from pymc_extras.streaming.workflow.rows import choose_rows
     >>> choose_rows(1_000_000, 5, seed=315)
     array([108028, 528423, 638606, 785485, 881408])
     """
@@ -408,7 +412,7 @@ def rows_model(
     Examples
     --------
     >>> import numpy as np, pymc as pm
-    >>> from pymc_extras.streaming.rows import rows_model
+    >>> from pymc_extras.streaming.workflow.rows import rows_model
     >>> x = np.arange(1_000.0)
     >>> with pm.Model() as model:
     ...     x_mb = pm.Minibatch(x, batch_size=10, streaming=True)

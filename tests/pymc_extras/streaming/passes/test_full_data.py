@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from pymc.pytensorf import compile, join_nonshared_inputs
 from pymc.streaming import SourceDataError, StreamingNotSupportedError, get_stream
 
-from pymc_extras.streaming.full_data import FullDataLogp
-from pymc_extras.streaming.passes import reads_minibatched_data
+from pymc_extras.streaming.passes.full_data import FullDataLogp
+from pymc_extras.streaming.passes.minibatched_data import reads_minibatched_data
 from tests.streaming.full_data_models import Chunked, families, hierarchical, linear, simulate
 
 N = 1_200

@@ -24,7 +24,7 @@ import pytest
 
 from pymc.streaming.sources import Chunk, IterableSource
 
-from pymc_extras.streaming.passes import data_chunks, split_chunk
+from pymc_extras.streaming.passes.minibatched_data import data_chunks, split_chunk
 
 pyarrow = pytest.importorskip("pyarrow")
 
@@ -35,7 +35,7 @@ PEAKS = """
     import pyarrow as pa
     import pytensor.tensor as pt
     from pymc_extras.streaming import ParquetSource
-    from pymc_extras.streaming.passes import data_chunks
+    from pymc_extras.streaming.passes.minibatched_data import data_chunks
 
     source = ParquetSource(sys.argv[1], columns=[[f"x{j}" for j in range(10)], "y"])
     placeholders = [pt.matrix("X", dtype="float64"), pt.vector("y", dtype="float64")]

@@ -22,7 +22,7 @@ import pytest
 from pytensor.compile.mode import get_default_mode
 from pytensor.scalar.math import Softplus
 
-from pymc_extras.streaming.pass_mode import pass_mode
+from pymc_extras.streaming.passes.pass_mode import pass_mode
 
 
 def softplus_calls(fn) -> int:

@@ -30,7 +30,7 @@ dd = pytest.importorskip("dask.dataframe")
 import pymc_extras as pmx
 
 from pymc_extras.streaming import DaskSource
-from pymc_extras.streaming.full_data import FullDataLogp
+from pymc_extras.streaming.passes.full_data import FullDataLogp
 
 # Dask 2026.8's Parquet reader calls reset_index(inplace=True), which pandas 3.1 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.reset_index")
@@ -237,7 +237,7 @@ def test_parquet_partitions_are_read_in_pieces_by_the_task_that_evaluates_them(f
     DataFrame Dask would compute; any other graph is left to Dask."""
     import pandas as pd
 
-    from pymc_extras.streaming.dask_recipes import ParquetPieces, Recipe, recipes
+    from pymc_extras.streaming.passes.dask_recipes import ParquetPieces, Recipe, recipes
 
     planned = recipes(here(frame(files)).partitions())
     assert all(isinstance(recipe, ParquetPieces) for (recipe,) in planned)

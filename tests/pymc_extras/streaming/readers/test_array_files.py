@@ -30,7 +30,7 @@ from pymc.streaming import get_stream
 from pymc.streaming.batching import Batcher
 from pymc.streaming.sources import ArraySource
 
-from pymc_extras.streaming.array_files import HDF5Source, NpySource, ZarrSource
+from pymc_extras.streaming.readers.array_files import HDF5Source, NpySource, ZarrSource
 from tests.streaming.epoch_checks import assert_every_row_once_per_epoch
 
 h5py = pytest.importorskip("h5py")

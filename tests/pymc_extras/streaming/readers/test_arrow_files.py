@@ -31,8 +31,8 @@ from pymc.exceptions import SourceDataError
 from pymc.streaming.batching import Batcher
 from pymc.streaming.sources import ArraySource, as_source
 
-from pymc_extras.streaming import optional
-from pymc_extras.streaming.arrow_files import (
+from pymc_extras.streaming.readers import optional
+from pymc_extras.streaming.readers.arrow_files import (
     ArrowIPCSource,
     CSVSource,
     FeatherSource,

@@ -36,7 +36,7 @@ da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
-from pymc_extras.streaming.dask_source import DaskSource
+from pymc_extras.streaming.readers.dask_source import DaskSource
 
 N = 600
 RNG = np.random.default_rng(1)

@@ -18,7 +18,7 @@ import pymc as pm
 import pytest
 
 from pymc_extras.inference.advi import AutoMultivariateNormal, Trainer
-from pymc_extras.streaming.approximation import log_densities, unconstrained_draws
+from pymc_extras.streaming.workflow.approximation import log_densities, unconstrained_draws
 from tests.streaming.workflow_models import memory_linear, simulate, streaming_linear
 
 DATA = simulate(3_000, seed=8)

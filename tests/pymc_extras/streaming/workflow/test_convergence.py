@@ -22,7 +22,11 @@ from hypothesis import strategies as st
 from pymc.variational.blocks import BlockFunction
 
 from pymc_extras.inference.advi import Trainer
-from pymc_extras.streaming.convergence import EarlyStopping, fit_until_converged, steps_per_epoch
+from pymc_extras.streaming.workflow.convergence import (
+    EarlyStopping,
+    fit_until_converged,
+    steps_per_epoch,
+)
 from tests.streaming.workflow_models import simulate, streaming_linear
 
 DATA = simulate(20_000, seed=9)

@@ -19,8 +19,11 @@ import pytest
 
 from pymc.streaming import StreamingNotSupportedError
 
-from pymc_extras.streaming.deterministics import data_deterministics, without_data_deterministics
-from pymc_extras.streaming.rows import rows_model
+from pymc_extras.streaming.workflow.deterministics import (
+    data_deterministics,
+    without_data_deterministics,
+)
+from pymc_extras.streaming.workflow.rows import rows_model
 from tests.streaming.workflow_models import simulate, streaming_linear
 
 DATA = simulate(4_000, seed=10)

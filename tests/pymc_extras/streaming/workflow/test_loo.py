@@ -22,8 +22,8 @@ import pymc as pm
 import pytest
 import xarray as xr
 
-from pymc_extras.streaming.approximation import log_densities
-from pymc_extras.streaming.loo import LOO_FILES, loo_subsample
+from pymc_extras.streaming.workflow.approximation import log_densities
+from pymc_extras.streaming.workflow.loo import LOO_FILES, loo_subsample
 from tests.streaming.workflow_models import (
     COORDS,
     memory_linear,

@@ -19,8 +19,8 @@ import os
 
 import pytest
 
-from pymc_extras.streaming import output_files
-from pymc_extras.streaming.output_files import OutputFiles, check_output_path
+from pymc_extras.streaming.workflow import output_files
+from pymc_extras.streaming.workflow.output_files import OutputFiles, check_output_path
 
 
 def listing(folder):

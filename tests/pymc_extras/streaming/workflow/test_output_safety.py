@@ -26,9 +26,10 @@ import pytest
 
 from pymc.exceptions import SourceDataError
 
-from pymc_extras.streaming import ParquetSource, pointwise, row_outputs
-from pymc_extras.streaming.loo import LOO_FILES, loo_subsample
-from pymc_extras.streaming.predictive_passes import ppc_summary, predict_to_file
+from pymc_extras.streaming import ParquetSource
+from pymc_extras.streaming.workflow import pointwise, row_outputs
+from pymc_extras.streaming.workflow.loo import LOO_FILES, loo_subsample
+from pymc_extras.streaming.workflow.predictive_passes import ppc_summary, predict_to_file
 from tests.streaming.full_data_models import Chunked
 from tests.streaming.workflow_models import COORDS, posterior, simulate, streaming_linear
 

@@ -25,10 +25,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pymc_extras.streaming import ParquetSource
-from pymc_extras.streaming.pointwise import PREDICTIVE_BLOCK_ROWS, block_seed, blocks_of_rows
-from pymc_extras.streaming.predictive import predict
-from pymc_extras.streaming.predictive_passes import ppc_summary, predict_to_file
-from pymc_extras.streaming.row_outputs import DatasetQuantiles
+from pymc_extras.streaming.workflow.pointwise import (
+    PREDICTIVE_BLOCK_ROWS,
+    block_seed,
+    blocks_of_rows,
+)
+from pymc_extras.streaming.workflow.predictive import predict
+from pymc_extras.streaming.workflow.predictive_passes import ppc_summary, predict_to_file
+from pymc_extras.streaming.workflow.row_outputs import DatasetQuantiles
 from tests.streaming.full_data_models import Chunked
 from tests.streaming.workflow_models import posterior, simulate, streaming_linear
 

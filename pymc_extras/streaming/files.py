@@ -1,0 +1,22 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Deprecated: this module moved to :mod:`pymc_extras.streaming.readers.files`."""
+
+import warnings
+
+from pymc_extras.streaming.readers.files import *  # noqa: F403
+from pymc_extras.streaming.readers.files import __all__  # noqa: F401
+
+_NEW = "pymc_extras.streaming.readers.files"
+warnings.warn(f"{__name__} moved to {_NEW}: import from there", DeprecationWarning, stacklevel=2)
