@@ -35,8 +35,6 @@ import re
 
 from pathlib import Path
 
-_SUBPACKAGES = ("passes", "readers", "workflow")
-
 
 _ALL = re.compile(r"^__all__\s*(?::[^=]*)?=\s*(\[[^\]]*\])", re.MULTILINE)
 _DEFINED = re.compile(r"^(?:class\s+|def\s+|async\s+def\s+)?([A-Za-z_]\w*)\s*[(:=]", re.MULTILINE)
@@ -57,10 +55,16 @@ def _exports(path: str) -> list[str]:
 
 
 @functools.cache
+def _subpackages() -> tuple[str, ...]:
+    """The subpackages of this package (not its modules), found in its folder."""
+    return tuple(sorted(module.name for module in pkgutil.iter_modules(__path__) if module.ispkg))
+
+
+@functools.cache
 def _homes() -> dict[str, str]:
     """Each public name of the subpackages' modules, and the module that defines it."""
     homes: dict[str, str] = {}
-    for subpackage in _SUBPACKAGES:
+    for subpackage in _subpackages():
         package = importlib.import_module(f"{__name__}.{subpackage}")
         for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
             if module.ispkg or module.name.rpartition(".")[2].startswith("_"):
@@ -74,9 +78,10 @@ def _homes() -> dict[str, str]:
 
 
 def __getattr__(name: str):
+    value: object
     if name == "__all__":
         value = sorted(_homes())
-    elif name in _SUBPACKAGES:
+    elif name in _subpackages():
         value = importlib.import_module(f"{__name__}.{name}")
     elif name in _homes():
         value = getattr(importlib.import_module(_homes()[name]), name)
@@ -87,4 +92,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_homes(), *_SUBPACKAGES})
+    return sorted({*_homes(), *_subpackages()})

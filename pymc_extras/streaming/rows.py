@@ -11,12 +11,16 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Deprecated: this module moved to :mod:`pymc_extras.streaming.workflow.rows`."""
+"""Deprecated: this module moved to ``workflow.rows`` and ``workflow.data_blocks``."""
 
 import warnings
 
+from pymc_extras.streaming.workflow import data_blocks as _blocks
+from pymc_extras.streaming.workflow import rows as _rows
+from pymc_extras.streaming.workflow.data_blocks import *  # noqa: F403
 from pymc_extras.streaming.workflow.rows import *  # noqa: F403
-from pymc_extras.streaming.workflow.rows import __all__  # noqa: F401
 
-_NEW = "pymc_extras.streaming.workflow.rows"
+__all__ = [*_blocks.__all__, *_rows.__all__]
+
+_NEW = "pymc_extras.streaming.workflow.rows and pymc_extras.streaming.workflow.data_blocks"
 warnings.warn(f"{__name__} moved to {_NEW}: import from there", DeprecationWarning, stacklevel=2)

@@ -36,9 +36,9 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.math import variadic_add
 from threadpoolctl import threadpool_limits
 
-from pymc_extras.streaming.passes.pass_runner import PartitionPass, PassRunner, PassTraffic
-from pymc_extras.streaming.passes.pass_mode import pass_mode
 from pymc_extras.streaming.passes.minibatched_data import MinibatchedData, full_data_model
+from pymc_extras.streaming.passes.pass_mode import pass_mode
+from pymc_extras.streaming.passes.pass_runner import PartitionPass, PassRunner, PassTraffic
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "FullDataLogp", "PassResult"]
 

@@ -34,16 +34,16 @@ from scipy.special import logsumexp
 from xarray import DataTree
 
 from pymc_extras.streaming.passes.full_data import DEFAULT_CHUNK_SIZE
-from pymc_extras.streaming.workflow.output_files import OutputFiles
 from pymc_extras.streaming.passes.minibatched_data import data_chunks
-from pymc_extras.streaming.workflow.pointwise import ChunkLogLikelihood, Draws, choose_block
-from pymc_extras.streaming.workflow.rows import (
+from pymc_extras.streaming.workflow.data_blocks import (
     DataBlock,
     RowPicker,
     as_rows,
     data_blocks,
     holding_rows,
 )
+from pymc_extras.streaming.workflow.output_files import OutputFiles
+from pymc_extras.streaming.workflow.pointwise import ChunkLogLikelihood, Draws, choose_block
 
 __all__ = ["LOO_FILES", "loo_subsample"]
 

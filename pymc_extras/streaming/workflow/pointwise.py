@@ -29,7 +29,7 @@ from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors, graph_inputs
 from pytensor.tensor.variable import TensorVariable
 
-from pymc_extras.streaming.workflow.rows import DataBlock
+from pymc_extras.streaming.workflow.data_blocks import DataBlock
 
 __all__ = [
     "PREDICTIVE_BLOCK_ROWS",
@@ -166,7 +166,7 @@ class ChunkPredictive:
     Parameters
     ----------
     full_model : Model
-        The full-data model (:func:`pymc_extras.streaming.workflow.rows.data_blocks`).
+        The full-data model (:func:`pymc_extras.streaming.workflow.data_blocks.data_blocks`).
     block : DataBlock
         The data the variables read; a call takes one array per output of it.
     var_names : list of str

@@ -29,8 +29,9 @@ from pymc.pytensorf import compile
 from pymc.streaming.sources import Chunk, Source, as_source
 from xarray import DataTree
 
-from pymc_extras.streaming.workflow.output_files import OutputFiles
 from pymc_extras.streaming.passes.minibatched_data import data_chunks
+from pymc_extras.streaming.workflow.data_blocks import DataBlock, data_blocks
+from pymc_extras.streaming.workflow.output_files import OutputFiles
 from pymc_extras.streaming.workflow.pointwise import (
     PREDICTIVE_BLOCK_ROWS,
     ChunkPredictive,
@@ -49,7 +50,6 @@ from pymc_extras.streaming.workflow.row_outputs import (
     quantile_name,
     row_summaries,
 )
-from pymc_extras.streaming.workflow.rows import DataBlock, data_blocks
 
 __all__ = ["PassReport", "ppc_summary", "predict_to_file"]
 

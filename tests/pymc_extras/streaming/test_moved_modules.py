@@ -48,10 +48,13 @@ MOVED = {
             "predictive": "workflow.predictive",
             "predictive_passes": "workflow.predictive_passes",
             "row_outputs": "workflow.row_outputs",
-            "rows": "workflow.rows",
         }.items()
     },
     "pymc_extras.inference.pathfinder.streaming": "pymc_extras.inference.pathfinder.full_data",
+}
+# Modules that were cut in two: the old path gives the names of both.
+SPLIT = {
+    f"{STREAMING}.rows": [f"{STREAMING}.workflow.data_blocks", f"{STREAMING}.workflow.rows"],
 }
 
 
@@ -82,6 +85,18 @@ def test_an_old_module_path_warns_and_gives_the_same_objects(old):
     assert moved.__all__ == new.__all__
     for name in new.__all__:
         assert getattr(moved, name) is getattr(new, name)
+
+
+@pytest.mark.parametrize("old", sorted(SPLIT))
+def test_an_old_module_cut_in_two_gives_the_names_of_both(old):
+    homes = [importlib.import_module(new) for new in SPLIT[old]]
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} moved to .*{SPLIT[old][-1]}"):
+        moved = importlib.import_module(old)
+    assert sorted(moved.__all__) == sorted(name for home in homes for name in home.__all__)
+    for home in homes:
+        for name in home.__all__:
+            assert getattr(moved, name) is getattr(home, name)
 
 
 def test_the_old_passes_module_names_come_from_the_package_with_a_warning():

@@ -27,7 +27,7 @@ from pymc.exceptions import SourceDataError, StreamingNotSupportedError
 
 import pymc_extras as pmx
 
-from pymc_extras.inference.pathfinder import streaming
+from pymc_extras.inference.pathfinder import full_data
 from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
 from pymc_extras.inference.pathfinder.single_path import make_single_pathfinder_fn
 from tests.streaming.full_data_models import Chunked, families, linear, radon, radon_like, simulate
@@ -137,7 +137,7 @@ def test_paths_share_every_pass(monkeypatch):
     """Each pass answers one request of every path still running: a run reads the data about
     as many times as its longest path makes requests, far fewer than all paths together."""
     made = []
-    provider = streaming.full_data_pathfinder
+    provider = full_data.full_data_pathfinder
 
     def remember(*args, **kwargs):
         made.append(provider(*args, **kwargs))
@@ -237,7 +237,7 @@ def test_upstream_single_path_function_runs_unchanged_on_the_provider_functions(
     chunked.cuts = [640]
     config = LBFGSConfig().set_default_maxcor(5)
     options = {"num_draws": 200, "num_elbo_draws": 10, "jitter": 2.0, "lbfgs_config": config}
-    provider = streaming.full_data_pathfinder(model, config.maxcor, True)
+    provider = full_data.full_data_pathfinder(model, config.maxcor, True)
     path = make_single_pathfinder_fn(model, **options, logp_functions=provider.logp_functions)
     build, data = FAMILIES["linear"]
     reference = make_single_pathfinder_fn(build(*data), **options)(7)

@@ -39,8 +39,8 @@ from pymc_extras.streaming import (  # the readers import their packages when th
     NpySource,
     ParquetSource,
     ZarrSource,
-    arrow_files,
 )
+from pymc_extras.streaming.readers import arrow_files
 from tests.streaming.file_faults import unreadable
 
 pa = pytest.importorskip("pyarrow")

@@ -93,7 +93,7 @@ def test_checks_and_loo_on_integer_observations(fitted):
 
 
 def test_integer_and_float_observations_read_the_same_covariates():
-    from pymc_extras.streaming.workflow.rows import data_blocks
+    from pymc_extras.streaming.workflow.data_blocks import data_blocks
 
     for kind in ("bernoulli", "poisson"):
         model, _ = model_of(kind)

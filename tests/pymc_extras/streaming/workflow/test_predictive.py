@@ -21,12 +21,12 @@ import pytest
 
 from pymc.streaming import ArraySource
 
+from pymc_extras.streaming.workflow.data_blocks import choose_rows
 from pymc_extras.streaming.workflow.predictive import (
     log_likelihood_subsample,
     posterior_predictive_subsample,
     predict,
 )
-from pymc_extras.streaming.workflow.rows import choose_rows
 from tests.streaming.workflow_models import memory_linear, posterior, simulate, streaming_linear
 
 matplotlib.use("Agg")

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from pymc.streaming import StreamingNotSupportedError
 
 from pymc_extras.streaming import ParquetSource
-from pymc_extras.streaming.workflow.rows import RowPicker, choose_rows, data_blocks, rows_model
+from pymc_extras.streaming.workflow.data_blocks import RowPicker, choose_rows, data_blocks
+from pymc_extras.streaming.workflow.rows import rows_model
 from tests.streaming.workflow_models import memory_linear, posterior, simulate, streaming_linear
 
 DATA = simulate(3_000, seed=4)
