@@ -144,7 +144,7 @@ def test_paths_share_every_pass(monkeypatch):
         return made[-1]
 
     # multipath_pathfinder imports the provider when it is called.
-    monkeypatch.setattr(streaming, "full_data_pathfinder", remember)
+    monkeypatch.setattr(full_data, "full_data_pathfinder", remember)
     model, chunked = streaming_model("hierarchical")
     chunked.cuts = [1000]
     passes = chunked.passes
