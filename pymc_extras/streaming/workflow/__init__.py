@@ -13,6 +13,9 @@
 #   limitations under the License.
 """The workflow after a streaming fit, one module per step a user takes.
 
+Each step calls the layers under it (:mod:`.data_blocks`, :mod:`.pointwise`, the output files,
+:mod:`pymc_extras.streaming.passes`), which never call a step back.
+
 Convergence (:mod:`.convergence`), data-dependent deterministics (:mod:`.deterministics`),
 chosen rows (:mod:`.rows`), predictions and checks in memory (:mod:`.predictive`), written to
 files (:mod:`.predictive_passes`, with :mod:`.output_files` and :mod:`.row_outputs`), and
