@@ -35,7 +35,6 @@ import re
 
 from pathlib import Path
 
-
 _ALL = re.compile(r"^__all__\s*(?::[^=]*)?=\s*(\[[^\]]*\])", re.MULTILINE)
 _DEFINED = re.compile(r"^(?:class\s+|def\s+|async\s+def\s+)?([A-Za-z_]\w*)\s*[(:=]", re.MULTILINE)
 
