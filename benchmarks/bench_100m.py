@@ -205,7 +205,7 @@ def _run(system: str, path: Path, described: dict, client) -> dict:
     import pymc as pm
     import pymc_extras as pmx
 
-    from pymc_extras.streaming import full_data
+    from pymc_extras.streaming.passes import full_data
 
     setup = time.perf_counter()
     source = _source(system, path, described)

@@ -119,7 +119,7 @@ def _model(kind: str, source):
 
 def child_pass(kind: str, path: str, count: int) -> dict:
     from pymc_extras.streaming import ParquetSource
-    from pymc_extras.streaming.full_data import FullDataLogp
+    from pymc_extras.streaming.passes.full_data import FullDataLogp
 
     full = FullDataLogp(_model(kind, ParquetSource(path, columns=_COLUMNS)))
     points = _points(kind, count)
@@ -241,7 +241,7 @@ def child_dask_memory(directory: str, rows_per_file: int, counts: list[int]) -> 
     from distributed import Client, LocalCluster
 
     from pymc_extras.streaming import DaskSource
-    from pymc_extras.streaming.full_data import FullDataLogp
+    from pymc_extras.streaming.passes.full_data import FullDataLogp
 
     def peaks(client) -> list[float]:
         return sorted(client.run(_peak_rss_mb).values())

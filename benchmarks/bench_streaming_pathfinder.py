@@ -164,10 +164,10 @@ def _time(n_rows: int, repeats: int) -> dict:
 def _data_read(n_rows: int) -> dict:
     import pymc as pm
 
-    from pymc_extras.inference.pathfinder import streaming
+    from pymc_extras.inference.pathfinder import full_data
 
     made = []
-    original = streaming.full_data_pathfinder
+    original = full_data.full_data_pathfinder
 
     def remember(*args, **kwargs):
         made.append(original(*args, **kwargs))
@@ -175,7 +175,7 @@ def _data_read(n_rows: int) -> dict:
 
     # To read each path's L-BFGS evaluations: multipath_pathfinder imports the function from
     # this module when it is called.
-    streaming.full_data_pathfinder = remember
+    full_data.full_data_pathfinder = remember
     try:
         X, y = _regression(n_rows)
         rng = np.random.default_rng(_DATA_SEED)
@@ -201,7 +201,7 @@ def _data_read(n_rows: int) -> dict:
             }
         return result
     finally:
-        streaming.full_data_pathfinder = original
+        full_data.full_data_pathfinder = original
 
 
 def _write_dataset(folder: Path, n_rows: int) -> int:

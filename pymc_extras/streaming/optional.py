@@ -11,40 +11,12 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Optional packages of the file and Dask readers, imported when a reader is first built."""
+"""Deprecated: this module moved to :mod:`pymc_extras.streaming.readers.optional`."""
 
-import importlib
+import warnings
 
-from types import ModuleType
+from pymc_extras.streaming.readers.optional import *  # noqa: F403
+from pymc_extras.streaming.readers.optional import __all__  # noqa: F401
 
-__all__ = ["import_optional"]
-
-
-def import_optional(module: str, *, extra: str, reader: str) -> ModuleType:
-    """Import ``module``, or say which package and which extra of the fork to install.
-
-    Parameters
-    ----------
-    module : str
-        The module to import, e.g. ``"pyarrow.dataset"``; its top-level package is the one named.
-    extra : str
-        The extra of pymc-extras that installs it, e.g. ``"parquet"`` for
-        ``pip install "pymc-extras[parquet]"``.
-    reader : str
-        What needs it, for the message, e.g. ``"ParquetSource"``.
-
-    Raises
-    ------
-    ModuleNotFoundError
-        If the package is not installed, naming the package and the extra.
-    """
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        package = module.split(".")[0]
-        raise ModuleNotFoundError(
-            f"{reader} needs the package {package!r}, which is not installed. Install it with "
-            f'`pip install {package}`, or `pip install "pymc-extras[{extra}]"` for the {extra} '
-            "reader and its dependencies.",
-            name=package,
-        ) from error
+_NEW = "pymc_extras.streaming.readers.optional"
+warnings.warn(f"{__name__} moved to {_NEW}: import from there", DeprecationWarning, stacklevel=2)

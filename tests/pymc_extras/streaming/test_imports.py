@@ -27,7 +27,7 @@ def _modules_after(code: str) -> set[str]:
 
 def _streaming_modules(modules: set[str]) -> set[str]:
     """The modules of the streaming packages, and the Pathfinder provider, that were loaded."""
-    provider = "pymc_extras.inference.pathfinder.streaming"
+    provider = "pymc_extras.inference.pathfinder.full_data"
     prefixes = ("pymc.streaming", "pymc_extras.streaming")
     return {module for module in modules if module.startswith(prefixes) or module == provider}
 
@@ -42,11 +42,55 @@ def test_import_pymc_extras_loads_no_streaming_module():
 def test_a_reader_loads_its_own_module_only():
     modules = _modules_after("import pymc_extras as pmx\nassert pmx.streaming.NpySource")
     loaded = _streaming_modules(modules) - {"pymc.streaming", "pymc_extras.streaming"}
-    assert "pymc_extras.streaming.npy_files" in loaded
+    assert "pymc_extras.streaming.readers.npy_files" in loaded
     assert not loaded & {
-        "pymc_extras.streaming.arrow_files",
-        "pymc_extras.streaming.dask_source",
-        "pymc_extras.streaming.full_data",
-        "pymc_extras.streaming.passes",
-        "pymc_extras.inference.pathfinder.streaming",
+        "pymc_extras.streaming.readers.arrow_files",
+        "pymc_extras.streaming.readers.dask_source",
+        "pymc_extras.streaming.passes.full_data",
+        "pymc_extras.streaming.passes.minibatched_data",
+        "pymc_extras.inference.pathfinder.full_data",
     }
+
+
+def test_every_public_name_of_the_subpackages_is_an_attribute_of_the_package():
+    import importlib
+
+    import pymc_extras.streaming as streaming
+
+    assert streaming.__all__ == sorted(streaming.__all__)
+    assert set(streaming.__all__) <= set(dir(streaming))
+    for name in streaming.__all__:
+        home = importlib.import_module(streaming._homes()[name])
+        assert name in home.__all__
+        assert getattr(streaming, name) is getattr(home, name)
+    assert "NpySource" in streaming.__all__
+
+
+def test_a_module_added_to_a_subpackage_is_found_without_an_edit(tmp_path, monkeypatch):
+    import pymc_extras.streaming as streaming
+    import pymc_extras.streaming.readers as readers
+
+    (tmp_path / "toy_files.py").write_text(
+        '__all__ = ["ToySource", "imported"]\n\nfrom os import sep as imported\n\n\n'
+        "class ToySource:\n    pass\n"
+    )
+    monkeypatch.setattr(readers, "__path__", [*readers.__path__, str(tmp_path)])
+    streaming._homes.cache_clear()
+    try:
+        assert streaming._homes()["ToySource"] == "pymc_extras.streaming.readers.toy_files"
+        assert "imported" not in streaming._homes()  # a re-export is found at its home only
+        assert streaming.ToySource.__module__ == "pymc_extras.streaming.readers.toy_files"
+    finally:
+        monkeypatch.undo()
+        streaming._homes.cache_clear()
+        vars(streaming).pop("ToySource", None)
+        sys.modules.pop("pymc_extras.streaming.readers.toy_files", None)
+
+
+def test_an_unknown_name_says_which_package_lacks_it():
+    import pytest
+
+    import pymc_extras.streaming as streaming
+
+    with pytest.raises(AttributeError, match=r"'pymc_extras\.streaming' has no attribute 'Nope'"):
+        streaming.Nope

@@ -27,8 +27,8 @@ from pymc.pytensorf import compile, join_nonshared_inputs
 
 import pymc_extras as pmx
 
-from pymc_extras.streaming.full_data import FullDataLogp
-from pymc_extras.streaming.passes import reads_minibatched_data
+from pymc_extras.streaming.passes.full_data import FullDataLogp
+from pymc_extras.streaming.passes.minibatched_data import reads_minibatched_data
 from tests.streaming.full_data_models import linear, simulate
 
 N = 1_200
