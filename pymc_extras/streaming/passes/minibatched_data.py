@@ -25,6 +25,7 @@ import pytensor.tensor as pt
 from pymc.data import MinibatchOp  # series: pathfinder-in-memory-minibatch
 from pymc.exceptions import StreamingNotSupportedError
 from pymc.model import Model, modelcontext
+from pymc.streaming.casting import cast_exactly
 from pymc.model.fgraph import ModelObservedRV
 from pymc.model.transform.basic import remove_minibatched_nodes
 from pymc.model.transform.optimization import freeze_dims_and_data
@@ -279,7 +280,16 @@ def data_chunks(
 
 
 def _cast(chunk: Chunk, dtypes: Sequence[np.dtype]) -> Chunk:
-    return tuple(np.asarray(part, dtype=dtype) for part, dtype in zip(chunk, dtypes))
+    """``chunk`` in the model's dtypes; refused where a value would change (floats may round)."""
+    return tuple(
+        cast_exactly(
+            np.asarray(part),
+            np.dtype(dtype),
+            f"output {i} of the data",
+            "Give data of the dtype the model's data has, or values that fit it.",
+        )
+        for i, (part, dtype) in enumerate(zip(chunk, dtypes))
+    )
 
 
 def split_chunk(chunk: Chunk, rows: int) -> Iterator[Chunk]:

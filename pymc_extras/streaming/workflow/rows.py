@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from pymc.model import Model
+from pymc.streaming.casting import cast_exactly
 
 from pymc_extras.streaming.workflow.data_blocks import (
     DataBlock,
@@ -86,7 +87,13 @@ def _fill(block: DataBlock, outputs: dict[int, np.ndarray]) -> tuple[np.ndarray,
     values = []
     for i, placeholder in enumerate(block.placeholders):
         if i in outputs:
-            value = np.asarray(outputs[i], dtype=placeholder.dtype)
+            # Not np.asarray(..., dtype): it drops imaginary parts and truncates 0.75 to 0.
+            value = cast_exactly(
+                np.asarray(outputs[i]),
+                np.dtype(placeholder.dtype),
+                f"New data for {block.names[i]!r}",
+                f"Give values that the model's dtype {placeholder.dtype} holds exactly.",
+            )
             if value.shape[1:] != block.row_shapes[i]:
                 raise ValueError(
                     f"New data for {block.names[i]!r} has rows of shape {value.shape[1:]}, but "

@@ -104,3 +104,19 @@ def test_integer_and_float_observations_read_the_same_covariates():
         pm.Normal("y", X_mb @ pm.Normal("b", shape=2) + g_mb, 1, observed=y_mb)
     _, [block] = data_blocks(floats)
     assert block.covariates() == [0, 1]
+
+
+def test_new_data_that_the_model_s_dtypes_would_change_is_refused(fitted, tmp_path):
+    from pymc.exceptions import SourceDataError
+
+    model, _, idata = fitted
+    with pytest.raises(SourceDataError, match=r"holds complex values of dtype complex128"):
+        pmx.streaming.predict(idata, (X[:5] + 5j, G[:5]), model, random_seed=3)
+    fractional = G[:300] + 0.75  # the integer covariate given fractions: 0.75 would become 0
+    with pytest.raises(SourceDataError, match=r"would become"):
+        pmx.streaming.predict(idata, (X[:300], fractional), model, random_seed=3)
+    with pytest.raises(SourceDataError, match=r"would become"):
+        pmx.streaming.predict_to_file(
+            idata, (X[:300], fractional), tmp_path / "predictions.parquet", model, random_seed=3
+        )
+    assert not list(tmp_path.iterdir())  # and no output is left
