@@ -18,7 +18,7 @@ from typing import Any
 
 from pymc_extras.streaming.readers.arrow_files import PARQUET_DECODE_ROWS, PARQUET_READ_BUFFER_BYTES
 
-__all__ = ["ParquetPieces", "Recipe", "recipes"]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 
 class ParquetPieces:

@@ -40,7 +40,7 @@ from pymc_extras.streaming.passes.minibatched_data import MinibatchedData, full_
 from pymc_extras.streaming.passes.pass_mode import pass_mode
 from pymc_extras.streaming.passes.pass_runner import PartitionPass, PassRunner, PassTraffic
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "FullDataLogp", "PassResult"]
+__all__ = ["FullDataLogp"]
 
 DEFAULT_CHUNK_SIZE = 65_536
 """Rows per compiled call for one point: 65,536 rows of a linear model with 10 features are

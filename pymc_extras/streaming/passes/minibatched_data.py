@@ -42,16 +42,7 @@ from pytensor.tensor.shape import Shape, Shape_i
 from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.type import TensorType
 
-__all__ = [
-    "PASS_CHUNK_ROWS",
-    "READ_AHEAD",
-    "MinibatchedData",
-    "data_chunks",
-    "full_data_model",
-    "minibatched_data",
-    "reads_minibatched_data",
-    "split_chunk",
-]
+__all__ = ["data_chunks", "full_data_model", "reads_minibatched_data"]
 
 PASS_CHUNK_ROWS = 65_536
 """Most rows in one chunk of a pass over a source that is not an array in memory. A larger

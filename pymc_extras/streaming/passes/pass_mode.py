@@ -23,7 +23,7 @@ from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.scalar.basic import Switch
 from pytensor.tensor.elemwise import Elemwise
 
-__all__ = ["pass_mode"]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 _LIFT_POSITION = 47.9
 """Where the switch lift runs among PyTensor's rewrites: after ``stabilize`` and ``specialize``

@@ -34,13 +34,7 @@ from pytensor.tensor.type import TensorType
 from pymc_extras.streaming.passes.dask_recipes import ParquetPieces, Recipe, recipes
 from pymc_extras.streaming.passes.minibatched_data import PASS_CHUNK_ROWS, data_chunks, split_chunk
 
-__all__ = [
-    "QUIET_TIMEOUT",
-    "PartitionPass",
-    "PassRunner",
-    "PassTraffic",
-    "cluster_of",
-]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 QUIET_TIMEOUT = 60.0
 """Seconds a pass that failed on a cluster waits for its tasks still running on the workers to

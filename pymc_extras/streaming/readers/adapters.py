@@ -33,14 +33,7 @@ from pymc.streaming.sources import Source, as_source, register_source
 
 from pymc_extras.variational.dataloader import _ParquetDataset
 
-__all__ = [
-    "ParquetRowGroups",
-    "register_dask",
-    "register_h5py",
-    "register_pyarrow",
-    "register_pymc_extras",
-    "register_zarr",
-]
+__all__ = ["ParquetRowGroups"]
 
 if TYPE_CHECKING:
     from pymc_extras.streaming.readers.arrow_files import ParquetSource

@@ -26,19 +26,7 @@ from pymc.streaming.sources import Chunk, OutputSpec
 
 from pymc_extras.streaming.readers.files import access_error, find_files, readable
 
-__all__ = [
-    "Columns",
-    "Output",
-    "arrow_errors",
-    "check_same_columns",
-    "check_schema",
-    "column_names",
-    "file_error",
-    "find_paths",
-    "outputs",
-    "specs_of",
-    "to_chunk",
-]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 Columns = str | Sequence[str | Sequence[str]] | Mapping[str, str | Sequence[str]] | None
 """Which columns make which outputs: one name is a 1-D output, a list of names a 2-D output."""

@@ -39,7 +39,7 @@ from pymc_extras.streaming.readers.arrow_columns import (
     specs_of,
     to_chunk,
 )
-from pymc_extras.streaming.readers.csv_files import CSV_BLOCK_BYTES, CSVSource
+from pymc_extras.streaming.readers.csv_files import CSVSource
 from pymc_extras.streaming.readers.files import FileStamps
 from pymc_extras.streaming.readers.optional import import_optional
 from pymc_extras.streaming.readers.parquet_metadata import (
@@ -50,7 +50,7 @@ from pymc_extras.streaming.readers.parquet_metadata import (
     shadowed_columns,
 )
 
-__all__ = ["CSV_BLOCK_BYTES", "ArrowIPCSource", "CSVSource", "FeatherSource", "ParquetSource"]
+__all__ = ["ArrowIPCSource", "CSVSource", "FeatherSource", "ParquetSource"]
 
 PARQUET_READ_BUFFER_BYTES = 1 << 18
 """Bytes read from each Parquet column chunk at a time (256 KiB) instead of the whole chunk:

@@ -25,7 +25,7 @@ from pymc.streaming.sources import Chunk, OutputSpec, Source, check_max_rows
 
 from pymc_extras.streaming.readers.files import FileStamps, access_error
 
-__all__ = ["PASS_READ_ROWS", "ChunkedArraySource", "is_path"]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 PASS_READ_ROWS = 65_536
 """Rows per read in a pass in storage order (:meth:`chunks`), rounded up to the alignment."""

@@ -36,7 +36,7 @@ from pymc_extras.streaming.readers.arrow_columns import (
 from pymc_extras.streaming.readers.files import FileStamps
 from pymc_extras.streaming.readers.optional import import_optional
 
-__all__ = ["CSV_BLOCK_BYTES", "CSVSource"]
+__all__ = ["CSVSource"]
 
 CSV_BLOCK_BYTES = 1 << 24
 """Bytes of CSV text parsed per read (16 MiB): about 200,000 rows of ten numbers."""

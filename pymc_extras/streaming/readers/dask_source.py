@@ -28,7 +28,7 @@ from pymc.streaming.sources import BlockSource, Chunk, OutputSpec
 
 from pymc_extras.streaming.readers.optional import import_optional
 
-__all__ = ["DaskSource", "PartitionReader"]
+__all__ = ["DaskSource"]
 
 _NUMERIC_KINDS = "biuf"
 _SHOWN_COLUMNS = 20

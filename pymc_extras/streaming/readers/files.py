@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from pymc.exceptions import SourceDataError
 
-__all__ = ["FileStamps", "access_error", "find_files", "readable"]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 IGNORED_PREFIXES = (".", "_")
 """Files and folders of a dataset directory that are not data, as pyarrow skips them

@@ -17,7 +17,7 @@ import importlib
 
 from types import ModuleType
 
-__all__ = ["import_optional"]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 
 def import_optional(module: str, *, extra: str, reader: str) -> ModuleType:

@@ -22,13 +22,7 @@ from pymc.streaming.sources import check_max_rows
 
 from pymc_extras.streaming.readers.arrow_columns import arrow_errors
 
-__all__ = [
-    "check_column_names",
-    "check_filter",
-    "check_row_counts",
-    "crafted_row_count",
-    "shadowed_columns",
-]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 
 def check_filter(dataset, filter, where: str) -> None:

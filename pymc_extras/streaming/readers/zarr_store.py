@@ -23,7 +23,7 @@ from pathlib import Path
 from pymc.exceptions import SourceDataError
 from zarr.storage import LocalStore
 
-__all__ = ["ConfinedLocalStore", "confine"]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 
 class ConfinedLocalStore(LocalStore):

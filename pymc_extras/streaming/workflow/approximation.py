@@ -29,7 +29,7 @@ from xarray import DataTree
 from pymc_extras.streaming.passes.full_data import DEFAULT_CHUNK_SIZE, FullDataLogp
 from pymc_extras.streaming.workflow.pointwise import Draws
 
-__all__ = ["log_densities", "unconstrained_draws"]
+__all__ = ["log_densities"]
 
 
 def unconstrained_draws(idata: DataTree, model: Model | None = None) -> dict[str, np.ndarray]:

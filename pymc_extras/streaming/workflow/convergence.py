@@ -29,7 +29,7 @@ from pymc.streaming.stream import streams_in
 from pymc.variational.callbacks import Callback
 from scipy.stats import norm
 
-__all__ = ["EarlyStopping", "WindowSummary", "fit_until_converged"]
+__all__ = ["EarlyStopping", "fit_until_converged"]
 
 
 @dataclass(frozen=True)

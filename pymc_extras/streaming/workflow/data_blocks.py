@@ -52,16 +52,7 @@ from pymc_extras.streaming.passes.minibatched_data import (
     full_data_model,
 )
 
-__all__ = [
-    "ROW_DIM",
-    "DataBlock",
-    "RowPicker",
-    "as_rows",
-    "choose_rows",
-    "data_blocks",
-    "holding_rows",
-    "read_rows",
-]
+__all__ = ["choose_rows"]
 
 ROW_DIM = "row"
 """Name of the dimension of rows in the copies of a model that hold rows in memory, when the

@@ -45,7 +45,7 @@ from pymc_extras.streaming.workflow.data_blocks import (
 from pymc_extras.streaming.workflow.output_files import OutputFiles
 from pymc_extras.streaming.workflow.pointwise import ChunkLogLikelihood, Draws, choose_block
 
-__all__ = ["LOO_FILES", "loo_subsample"]
+__all__ = ["loo_subsample"]
 
 LOO_FILES = ("elpd_loo_approx.npy", "elpd_i.npy", "pareto_k.npy")
 """The per-row arrays ``loo_subsample(..., pointwise_dir=...)`` writes, one float64 per row."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-__all__ = ["OutputFiles", "check_output_path"]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 # Flags of a new temporary file: created here and nowhere else (O_EXCL), never through a link
 # (O_NOFOLLOW, where the system has it), readable so that a memory map can be made from it.

@@ -31,15 +31,7 @@ from pytensor.tensor.variable import TensorVariable
 
 from pymc_extras.streaming.workflow.data_blocks import DataBlock
 
-__all__ = [
-    "PREDICTIVE_BLOCK_ROWS",
-    "ChunkLogLikelihood",
-    "ChunkPredictive",
-    "Draws",
-    "block_seed",
-    "blocks_of_rows",
-    "choose_block",
-]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 PREDICTIVE_BLOCK_ROWS = 1024
 """Rows drawn per compiled call of a predictive pass, each block with its own random seed, so

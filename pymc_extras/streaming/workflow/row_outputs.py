@@ -26,18 +26,7 @@ from pymc.exceptions import SourceDataError
 
 from pymc_extras.streaming.readers.optional import import_optional
 
-__all__ = [
-    "PARQUET_ROW_GROUP_ROWS",
-    "ZARR_FLUSH_BYTES",
-    "DatasetMoments",
-    "DatasetQuantiles",
-    "ParquetRows",
-    "ZarrDraws",
-    "check_quantiles",
-    "output_format",
-    "quantile_name",
-    "row_summaries",
-]
+__all__: list[str] = []  # helpers of the package: imported by name, not exported
 
 PARQUET_ROW_GROUP_ROWS = 65_536
 """Rows per row group of the Parquet files written: memory holds one row group of the columns

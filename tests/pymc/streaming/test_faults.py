@@ -350,7 +350,8 @@ class Blocking(Source):
             if i == self.block_at and first_pass:
                 self.blocked.set()
                 # Only a fit that waits for the read reaches the end of this wait.
-                self.waited_out = not self.release.wait(timeout=20)
+                # Long enough for a compilation on a busy machine to finish first.
+                self.waited_out = not self.release.wait(timeout=120)
             yield X[i : i + 100], Y[i : i + 100]
 
     def head(self, rows):
