@@ -28,8 +28,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from forktool import ForkError
 from forktool.layout import Distribution, Layout
 from forktool.overlay import linked_paths
+from forktool.series_plan import load_plan
 
 __all__ = ["SUITES", "Suite", "collects_doctests", "plugin_path", "run_suites", "suite_arguments"]
 
@@ -101,6 +103,16 @@ def collects_doctests(tree: Path) -> bool:
     return "--doctest-modules" in options
 
 
+def _fork_only_files(layout: Layout, dist: Distribution) -> set[str]:
+    """The files of ours that ``series.toml`` keeps in the fork for ``dist`` (none if unreadable)."""
+    try:
+        plans = load_plan(layout.series_plan, list(layout.distributions()))
+    except ForkError:
+        return set()
+    plan = plans.get(dist.name)
+    return set(plan.fork_only.files) if plan is not None else set()
+
+
 def suite_arguments(suite: Suite, layout: Layout) -> list[str]:
     """The paths (and ignores) pytest gets for ``suite``, derived from the repository and trees.
 
@@ -118,8 +130,17 @@ def suite_arguments(suite: Suite, layout: Layout) -> list[str]:
         return [*suite.paths, *ignores]
     dist: Distribution = dists[suite.distribution]
     ours = linked_paths(dist.work_dir, "tests")
+    doctest_ignores: list[str] = []
     if collects_doctests(dist.work_dir):
-        ours += linked_paths(dist.work_dir, dist.package)
+        # Not the fork-only modules: the old paths of moved modules warn when imported, and
+        # hold no doctest of their own. They may sit in a folder linked whole: ignored by path.
+        modules = {
+            path
+            for path in _fork_only_files(layout, dist)
+            if path.startswith(f"{dist.package}/") and path.endswith(".py")
+        }
+        ours += [path for path in linked_paths(dist.work_dir, dist.package) if path not in modules]
+        doctest_ignores = [f"--ignore={path}" for path in sorted(modules)]
     # A test of ours inside a folder upstream's paths name already runs with that folder.
     upstream = [PurePosixPath(path) for path in suite.paths]
     extra = [
@@ -127,7 +148,7 @@ def suite_arguments(suite: Suite, layout: Layout) -> list[str]:
         for path in ours
         if not any(PurePosixPath(path).is_relative_to(folder) for folder in upstream)
     ]
-    return [*suite.paths, *extra]
+    return [*suite.paths, *extra, *doctest_ignores]
 
 
 @dataclass

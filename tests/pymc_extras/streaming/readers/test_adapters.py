@@ -23,7 +23,7 @@ from pymc.exceptions import SourceDataError
 from pymc.streaming import get_stream
 from pymc.streaming.sources import as_source
 
-from pymc_extras.streaming.adapters import ParquetRowGroups
+from pymc_extras.streaming.readers.adapters import ParquetRowGroups
 from pymc_extras.variational import DataLoader, parquet_source
 from pymc_extras.variational.dataloader import _ParquetDataset
 
