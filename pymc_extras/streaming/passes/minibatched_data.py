@@ -25,10 +25,10 @@ import pytensor.tensor as pt
 from pymc.data import MinibatchOp  # series: pathfinder-in-memory-minibatch
 from pymc.exceptions import StreamingNotSupportedError
 from pymc.model import Model, modelcontext
-from pymc.streaming.casting import cast_exactly
 from pymc.model.fgraph import ModelObservedRV
 from pymc.model.transform.basic import remove_minibatched_nodes
 from pymc.model.transform.optimization import freeze_dims_and_data
+from pymc.streaming.casting import cast_exactly
 from pymc.streaming.prefetch import Exhausted, Failed, Prefetcher
 from pymc.streaming.sources import ArraySource, BlockSource, Chunk, Source
 from pymc.streaming.stream import StreamBuffer
