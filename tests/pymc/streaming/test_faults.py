@@ -14,7 +14,9 @@
 """Hostile input and faults of the stream core: declared sizes, bad data, Ctrl-C and threads."""
 
 import _thread
+import sys
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -358,6 +360,18 @@ class Blocking(Source):
         return X[:rows], Y[:rows]
 
 
+def waiting_for_the_reader(thread, timeout):
+    """Wait until ``thread`` waits in the prefetcher for a block the reader has not delivered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code.co_name == "get" and frame.f_code.co_filename.endswith("prefetch.py"):
+                return
+            frame = frame.f_back
+        time.sleep(0.01)
+
+
 def finish(source):
     """Let the blocked read return; its thread then ends by itself."""
     returned_before_the_read = not source.waited_out and not source.release.is_set()
@@ -380,6 +394,8 @@ def test_ctrl_c_while_the_source_is_blocked_in_a_read_returns_promptly():
 
     def press():  # Ctrl-C once the reader thread is stuck, while the fit waits for it
         source.blocked.wait(30)
+        # Not while the fit still compiles its step (long on a busy machine): once it waits.
+        waiting_for_the_reader(threading.main_thread(), timeout=120)
         _thread.interrupt_main()
 
     presser = threading.Thread(target=press, name="test-ctrl-c")
