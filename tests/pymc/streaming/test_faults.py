@@ -21,6 +21,7 @@ import tracemalloc
 
 import numpy as np
 import pandas as pd
+import pytensor
 import pytest
 
 import pymc as pm
@@ -388,6 +389,9 @@ def assert_nothing_lost(stream):
     np.testing.assert_array_equal(stream.next_batch()[1], Y[delivered : delivered + 50])
 
 
+# PyTensor's default mode: an earlier test of PyMC's suite leaves a C-backend Mode object in
+# pytensor.config.mode, under which this scenario is another one (the step holds the GIL).
+@pytensor.config.change_flags(mode="NUMBA")
 def test_ctrl_c_while_the_source_is_blocked_in_a_read_returns_promptly():
     source = Blocking(block_at=0)  # the fit's first read blocks: the fit waits for a batch
     model, stream = regression([source], shuffle_buffer=0, prefetch=2)

@@ -85,6 +85,7 @@ def python_steps_during(function, *args) -> int:
     return sum(start + margin < t < end - margin for t in stamps)
 
 
+@pytensor.config.change_flags(mode="NUMBA")  # PyTensor's default, whatever a test before set
 def test_release_gil_gives_a_numba_mode_that_releases_it():
     mode = get_mode("NUMBA").including("random_make_inplace")
     released = release_gil(mode)
