@@ -353,9 +353,8 @@ class Blocking(Source):
             if i == self.block_at and first_pass:
                 self.blocked.set()
                 # Only a fit that waits for the read reaches the end of this wait.
-                # Long enough for a cold compilation (fresh caches, a busy machine) to finish first:
-                # the reader starts reading, and blocks, before the fit has compiled its step.
-                self.waited_out = not self.release.wait(timeout=600)
+                # Long enough for a compilation on a busy machine to finish first.
+                self.waited_out = not self.release.wait(timeout=120)
             yield X[i : i + 100], Y[i : i + 100]
 
     def head(self, rows):
@@ -400,7 +399,7 @@ def test_ctrl_c_while_the_source_is_blocked_in_a_read_returns_promptly():
     def press():  # Ctrl-C once the reader thread is stuck, while the fit waits for it
         source.blocked.wait(30)
         # Not while the fit still compiles its step (long on a busy machine): once it waits.
-        waiting_for_the_reader(threading.main_thread(), timeout=600)
+        waiting_for_the_reader(threading.main_thread(), timeout=120)
         _thread.interrupt_main()
 
     presser = threading.Thread(target=press, name="test-ctrl-c")
